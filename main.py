@@ -1,0 +1,53 @@
+"""Train a defense and evaluate it against an attack suite; the report goes into a work directory.
+
+    python main.py --config=configs/quickstart.py
+    python main.py --config=configs/pgd_at_mnist.py:smoke --workdir=runs/smoke
+    python main.py --config=configs/pgd_at_mnist.py --config.data.source=npz \
+        --config.data.path=../shared/data/mnist.npz --config.train.epochs=2
+
+Every config field can be overridden with --config.<section>.<field>=value. Re-running with the same
+--workdir resumes training from its newest checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+from absl import app, flags
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file in configs/ (':arg' picks a variant).",
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints, metrics and the report go "
+                               "(default: runs/<config>-<timestamp>).")
+
+
+def _default_workdir() -> str:
+    path = flags.FLAGS["config"].value if "config" in flags.FLAGS else "run"
+    name = os.path.splitext(os.path.basename(str(path).split(":")[0]))[0] if path else "run"
+    arg = str(path).split(":", 1)[1] if path and ":" in str(path) else ""
+    tag = f"{name}-{arg.replace('=', '').replace(',', '-')}" if arg else name
+    return os.path.join("runs", f"{tag}-{time.strftime('%Y%m%d-%H%M%S')}")
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    from robustjax import experiment  # after flag parsing: keeps --help fast
+
+    workdir = _WORKDIR.value or _default_workdir()
+    print(f"[robustjax] workdir: {workdir}", flush=True)
+    results = experiment.run(_CONFIG.value, workdir)
+    print(open(results["_paths"]["report"]).read())
+    print(f"[robustjax] report: {results['_paths']['report']}")
+
+
+if __name__ == "__main__":
+    flags.mark_flags_as_required(["config"])
+    try:
+        app.run(main)
+    except KeyboardInterrupt:
+        print("[robustjax] interrupted; re-run the same command with --workdir to resume", file=sys.stderr)
+        sys.exit(130)
