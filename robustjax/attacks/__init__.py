@@ -1,0 +1,59 @@
+"""Adversarial attacks as pure functions of a logits function (jax, jax.numpy, optax and chex only).
+
+    from robustjax import attacks
+    x_adv = attacks.pgd(logits_fn, x, y, key, eps=0.3, step_size=0.01, num_steps=40)
+    acc = jnp.mean(jnp.argmax(logits_fn(x_adv), -1) == y)
+
+Every attack is ``attack(logits_fn, x, y, key, **hyperparameters) -> x_adv`` (images in ``bounds``,
+default [0, 1]; ``stop_gradient`` of the adversarial batch). See ``core`` for losses and projections.
+"""
+
+from robustjax.attacks.core import (
+    LOSSES,
+    NORMS,
+    ce_loss,
+    clip_box,
+    dlr_loss,
+    dlr_targeted_loss,
+    get_loss,
+    input_gradient,
+    is_success,
+    loss_and_grad,
+    lp_norm,
+    margin_loss,
+    normalize,
+    project,
+    project_l2,
+    project_linf,
+    validate_inputs,
+)
+from robustjax.attacks.gradient import bim, fgm, fgsm, mim, pgd, rand_fgsm
+
+__all__ = [
+    "LOSSES",
+    "NORMS",
+    "bim",
+    "ce_loss",
+    "clip_box",
+    "dlr_loss",
+    "dlr_targeted_loss",
+    "fgm",
+    "fgsm",
+    "get_loss",
+    "input_gradient",
+    "is_success",
+    "loss_and_grad",
+    "lp_norm",
+    "margin_loss",
+    "mim",
+    "normalize",
+    "pgd",
+    "project",
+    "project_l2",
+    "project_linf",
+    "rand_fgsm",
+    "validate_inputs",
+]
+
+# ---- part B (minimal-norm / ensemble attacks): imports below this line are maintained by part B ----
+# (add `from robustjax.attacks.<module> import ...` lines here and extend __all__ with `__all__ += [...]`)

@@ -1,0 +1,441 @@
+"""Shared pieces of every attack: per-example losses, projections, norms, input gradients, validation.
+
+    from robustjax.attacks import core
+    loss = core.get_loss("dlr")(logits, labels)            # [B]
+    x_adv = core.project(x_adv, x, eps=0.3, norm="linf", bounds=(0.0, 1.0))
+
+Conventions used across ``robustjax.attacks``:
+
+* Images are a batch ``x`` of shape ``[B, ...]`` (usually NHWC); labels ``y`` are integers ``[B]``.
+* Losses are per example, ``(logits [B, K], labels [B]) -> [B]``; *higher* means "more adversarial" for an
+  untargeted attack. A targeted attack minimises the same loss evaluated at the target labels.
+* ``eps`` and ``step_size`` may be Python floats, scalar arrays, or per-example arrays ``[B]``; they are
+  never static, so one compiled function serves a whole eps grid (and bisection searches per example).
+  ``eps = jnp.inf`` means "no norm constraint, box only".
+* Nothing here imports flax: attacks only ever see ``logits_fn: x -> logits``.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from robustjax.types import Array, LogitsFn, LossFn
+
+NORMS = ("linf", "l2", "l1")
+
+# --------------------------------------------------------------------------------------------------------
+# Per-example losses: (logits [B, K], labels [B]) -> [B]
+# --------------------------------------------------------------------------------------------------------
+
+
+def _label_logit(logits: Array, labels: Array) -> Array:
+    return jnp.take_along_axis(logits, labels[:, None].astype(jnp.int32), axis=-1)[:, 0]
+
+
+def _max_other(logits: Array, labels: Array) -> Array:
+    """max_{j != y} z_j, per example."""
+    num_classes = logits.shape[-1]
+    mask = jax.nn.one_hot(labels, num_classes, dtype=bool)
+    return jnp.max(jnp.where(mask, -jnp.inf, logits), axis=-1)
+
+
+def ce_loss(logits: Array, labels: Array) -> Array:
+    """Softmax cross-entropy per example.
+
+    Args:
+      logits: ``[B, K]`` unnormalised scores.
+      labels: ``[B]`` integer labels in ``[0, K)``.
+
+    Returns:
+      ``[B]`` loss, ``logsumexp(z) - z_y``.
+    """
+    logits = logits.astype(jnp.promote_types(logits.dtype, jnp.float32))
+    return jax.nn.logsumexp(logits, axis=-1) - _label_logit(logits, labels)
+
+
+def margin_loss(logits: Array, labels: Array) -> Array:
+    """Carlini-Wagner margin per example: ``max_{j != y} z_j - z_y`` (positive iff misclassified).
+
+    Args:
+      logits: ``[B, K]`` unnormalised scores (``K >= 2``).
+      labels: ``[B]`` integer labels.
+
+    Returns:
+      ``[B]`` margin.
+    """
+    _check_num_classes(logits, 2, "margin_loss")
+    return _max_other(logits, labels) - _label_logit(logits, labels)
+
+
+def dlr_loss(logits: Array, labels: Array) -> Array:
+    """Croce and Hein's untargeted Difference of Logits Ratio loss per example.
+
+    ``DLR = -(z_y - max_{j != y} z_j) / (z_(1) - z_(3) + 1e-12)`` with ``z_(i)`` the i-th largest logit.
+    It is invariant to shifting and positively rescaling the logits.
+
+    Args:
+      logits: ``[B, K]`` unnormalised scores (``K >= 3``).
+      labels: ``[B]`` integer labels.
+
+    Returns:
+      ``[B]`` loss (higher = more adversarial).
+    """
+    _check_num_classes(logits, 3, "dlr_loss")
+    top = jax.lax.top_k(logits, 3)[0]
+    return -(_label_logit(logits, labels) - _max_other(logits, labels)) / (top[:, 0] - top[:, 2] + 1e-12)
+
+
+def dlr_targeted_loss(logits: Array, labels: Array, targets: Array) -> Array:
+    """Croce and Hein's targeted DLR loss per example (to be *maximised*).
+
+    ``DLR_T = -(z_y - z_t) / (z_(1) - (z_(3) + z_(4)) / 2 + 1e-12)``.
+
+    Args:
+      logits: ``[B, K]`` unnormalised scores (``K >= 4``).
+      labels: ``[B]`` true labels ``y``.
+      targets: ``[B]`` target labels ``t``.
+
+    Returns:
+      ``[B]`` loss; it grows as ``z_t`` overtakes ``z_y``.
+    """
+    _check_num_classes(logits, 4, "dlr_targeted_loss")
+    top = jax.lax.top_k(logits, 4)[0]
+    denom = top[:, 0] - 0.5 * (top[:, 2] + top[:, 3]) + 1e-12
+    return -(_label_logit(logits, labels) - _label_logit(logits, targets)) / denom
+
+
+def _check_num_classes(logits: Array, minimum: int, name: str) -> None:
+    if logits.ndim != 2:
+        raise ValueError(f"{name}: logits must be [batch, num_classes], got shape {tuple(logits.shape)}.")
+    if logits.shape[-1] < minimum:
+        raise ValueError(
+            f"{name} needs at least {minimum} classes, the logits have {logits.shape[-1]}; "
+            f"use loss='ce' (or 'margin') for models with fewer classes."
+        )
+
+
+LOSSES: dict[str, LossFn] = {"ce": ce_loss, "margin": margin_loss, "dlr": dlr_loss}
+
+
+def get_loss(loss: str | LossFn) -> LossFn:
+    """Resolves a loss name (``"ce"``, ``"margin"``, ``"dlr"``) or returns a callable unchanged.
+
+    Args:
+      loss: a name from ``LOSSES`` or a function ``(logits [B, K], labels [B]) -> [B]``.
+
+    Returns:
+      The per-example loss function.
+
+    Raises:
+      ValueError: if the name is unknown.
+    """
+    if callable(loss):
+        return loss
+    if isinstance(loss, str) and loss in LOSSES:
+        return LOSSES[loss]
+    raise ValueError(
+        f"Unknown loss {loss!r}; valid names are {sorted(LOSSES)} "
+        f"(or pass a function (logits [B, K], labels [B]) -> per-example loss [B])."
+    )
+
+
+# --------------------------------------------------------------------------------------------------------
+# Norms and projections
+# --------------------------------------------------------------------------------------------------------
+
+
+def per_example(value: Array | float, x: Array) -> Array:
+    """Broadcasts a scalar or per-example ``[B]`` value against a batch ``x`` of shape ``[B, ...]``."""
+    value = jnp.asarray(value, dtype=x.dtype)
+    if value.ndim == 0:
+        return value
+    if value.ndim == 1:
+        return value.reshape(value.shape + (1,) * (x.ndim - 1))
+    raise ValueError(
+        f"Expected a scalar or a per-example vector of shape [{x.shape[0]}], got shape {tuple(value.shape)}."
+    )
+
+
+def _reduce_axes(x: Array) -> tuple[int, ...]:
+    return tuple(range(1, x.ndim))
+
+
+def lp_norm(delta: Array, norm: str) -> Array:
+    """Per-example norm of ``delta`` ``[B, ...]`` over every axis but the first.
+
+    Args:
+      delta: perturbation batch.
+      norm: ``"linf"``, ``"l2"`` or ``"l1"``.
+
+    Returns:
+      ``[B]`` norms.
+    """
+    axes = _reduce_axes(delta)
+    if norm == "linf":
+        return jnp.max(jnp.abs(delta), axis=axes)
+    if norm == "l2":
+        return jnp.sqrt(jnp.sum(jnp.square(delta), axis=axes))
+    if norm == "l1":
+        return jnp.sum(jnp.abs(delta), axis=axes)
+    raise ValueError(_norm_error(norm, NORMS))
+
+
+def _norm_error(norm, valid) -> str:
+    return f"Unknown norm {norm!r}; valid choices are {list(valid)}."
+
+
+def clip_box(x: Array, lo: float | Array = 0.0, hi: float | Array = 1.0) -> Array:
+    """Clips ``x`` into the box ``[lo, hi]`` (the valid pixel range)."""
+    return jnp.clip(x, lo, hi)
+
+
+def project_linf(x_adv: Array, x: Array, eps: float | Array) -> Array:
+    """Projects ``x_adv`` onto the L-inf ball of radius ``eps`` (scalar or ``[B]``) around ``x``."""
+    eps = per_example(eps, x)
+    return x + jnp.clip(x_adv - x, -eps, eps)
+
+
+def project_l2(x_adv: Array, x: Array, eps: float | Array) -> Array:
+    """Projects ``x_adv`` onto the L2 ball of radius ``eps`` (scalar or ``[B]``, may be inf) around ``x``."""
+    delta = x_adv - x
+    norms = lp_norm(delta, "l2")
+    eps = jnp.broadcast_to(jnp.asarray(eps, x.dtype), norms.shape)
+    factor = jnp.minimum(1.0, eps / jnp.maximum(norms, 1e-12))
+    return x + delta * per_example(factor, x)
+
+
+def project(
+    x_adv: Array,
+    x: Array,
+    eps: float | Array,
+    norm: str = "linf",
+    bounds: tuple[float, float] = (0.0, 1.0),
+) -> Array:
+    """Projects onto the ``norm`` ball of radius ``eps`` around ``x``, then into the box ``bounds``.
+
+    For L-inf the result lies in both sets exactly (they are boxes). For L2 the ball projection is followed
+    by clipping, which can only shrink the perturbation, so the result stays inside both sets.
+
+    Args:
+      x_adv: candidate batch ``[B, ...]``.
+      x: clean batch ``[B, ...]``.
+      eps: radius, scalar or ``[B]``; ``jnp.inf`` skips the ball.
+      norm: ``"linf"`` or ``"l2"``.
+      bounds: ``(lo, hi)`` pixel range.
+
+    Returns:
+      The projected batch.
+    """
+    if norm == "linf":
+        x_adv = project_linf(x_adv, x, eps)
+    elif norm == "l2":
+        x_adv = project_l2(x_adv, x, eps)
+    else:
+        raise ValueError(_norm_error(norm, ("linf", "l2")))
+    return clip_box(x_adv, *bounds)
+
+
+def normalize(g: Array, norm: str) -> Array:
+    """Steepest-ascent direction of unit ``norm`` for a gradient ``g`` ``[B, ...]`` (per example).
+
+    ``"linf"`` -> ``sign(g)``; ``"l2"`` -> ``g / ||g||_2``; ``"l1"`` -> all mass on the largest
+    ``|g_i|`` (split evenly between ties), signed. A zero gradient gives a zero direction.
+    """
+    if norm == "linf":
+        return jnp.sign(g)
+    if norm == "l2":
+        return g / per_example(jnp.maximum(lp_norm(g, "l2"), 1e-12), g)
+    if norm == "l1":
+        abs_g = jnp.abs(g)
+        max_abs = jnp.max(abs_g, axis=_reduce_axes(g), keepdims=True)
+        ties = (abs_g == max_abs) & (max_abs > 0)
+        count = jnp.maximum(jnp.sum(ties, axis=_reduce_axes(g), keepdims=True), 1)
+        return jnp.sign(g) * ties / count
+    raise ValueError(_norm_error(norm, NORMS))
+
+
+# --------------------------------------------------------------------------------------------------------
+# Gradients and predictions
+# --------------------------------------------------------------------------------------------------------
+
+
+def loss_and_grad(
+    logits_fn: LogitsFn,
+    loss_fn: LossFn,
+    x: Array,
+    y: Array,
+    targeted: bool = False,
+) -> tuple[Array, Array, Array]:
+    """Per-example attack objective, logits and input gradient in one backward pass.
+
+    The objective is ``loss_fn(logits_fn(x), y)`` for an untargeted attack and its negative for a targeted
+    one, so the attacker always *ascends* it. The gradient is that of the summed objective, which is the
+    per-example gradient whenever examples do not interact (eval-mode BatchNorm, no batch statistics).
+
+    Returns:
+      ``(objective [B], logits [B, K], grad [B, ...])``.
+    """
+    sign = -1.0 if targeted else 1.0
+
+    def total(x_):
+        logits = logits_fn(x_)
+        obj = sign * loss_fn(logits, y)
+        return jnp.sum(obj), (obj, logits)
+
+    (_, (obj, logits)), grad = jax.value_and_grad(total, has_aux=True)(x)
+    return obj, logits, grad
+
+
+def input_gradient(logits_fn: LogitsFn, loss: str | LossFn = "ce", targeted: bool = False) -> Callable:
+    """Returns ``(x, y) -> d objective / dx`` for the named (or given) per-example loss.
+
+    Example:
+      ``g = input_gradient(logits_fn, "ce")(x, y)``.
+    """
+    loss_fn = get_loss(loss)
+
+    def grad_fn(x: Array, y: Array) -> Array:
+        return loss_and_grad(logits_fn, loss_fn, x, y, targeted)[2]
+
+    return grad_fn
+
+
+def is_success(logits: Array, y: Array, targeted: bool = False) -> Array:
+    """``[B]`` bool: misclassified (untargeted) or classified as the target ``y`` (targeted)."""
+    pred = jnp.argmax(logits, axis=-1)
+    return pred == y if targeted else pred != y
+
+
+# --------------------------------------------------------------------------------------------------------
+# Validation (outside jit only: tracers are skipped silently)
+# --------------------------------------------------------------------------------------------------------
+
+
+def is_concrete(*values) -> bool:
+    """True when none of ``values`` is a JAX tracer (i.e. we are not inside jit/vmap/grad)."""
+    return not any(isinstance(v, jax.core.Tracer) for v in jax.tree_util.tree_leaves(values))
+
+
+def validate_norm(norm: str, valid: Sequence[str] = ("linf", "l2")) -> None:
+    """Raises ValueError if ``norm`` is not one of ``valid`` (a static check, also run under jit)."""
+    if norm not in valid:
+        raise ValueError(_norm_error(norm, valid))
+
+
+def validate_inputs(
+    x: Array,
+    y: Array | None = None,
+    *,
+    eps: float | Array | None = None,
+    bounds: tuple[float, float] | None = (0.0, 1.0),
+    num_classes: int | None = None,
+    atol: float = 1e-5,
+    name: str = "attack",
+    **positive: float | Array | None,
+) -> None:
+    """Checks an attack's inputs and raises a ValueError that says what is wrong and how to fix it.
+
+    Shape and dtype checks always run (shapes are static). Value checks (finite pixels, pixels inside
+    ``bounds``, labels in ``[0, num_classes)``, ``eps >= 0``, extra non-negative hyperparameters) only run
+    on concrete values; under ``jit``/``vmap`` the traced values are skipped silently.
+
+    Args:
+      x: image batch ``[B, ...]`` (floating point).
+      y: label batch ``[B]`` (integer), or ``None``.
+      eps: radius (scalar or ``[B]``), ``jnp.inf`` allowed; ``None`` skips.
+      bounds: ``(lo, hi)`` pixel range with ``lo < hi``; ``None`` skips the box check.
+      num_classes: number of classes ``K`` if known (labels must be in ``[0, K)``).
+      atol: tolerance for pixels slightly outside ``bounds``.
+      name: attack name used in the messages.
+      **positive: further hyperparameters that must be ``>= 0`` (e.g. ``step_size=0.01``).
+
+    Raises:
+      ValueError: on the first problem found.
+    """
+    x_shape = tuple(np.shape(x))
+    if len(x_shape) < 2:
+        raise ValueError(
+            f"{name}: x must be a batch [batch, ...] with at least 2 dimensions, got shape {x_shape}; "
+            f"add a batch axis, e.g. x[None]."
+        )
+    if not jnp.issubdtype(jnp.result_type(x), jnp.floating):
+        raise ValueError(
+            f"{name}: x must be floating point images (dtype {jnp.result_type(x)} given); "
+            f"convert with x.astype(jnp.float32) / 255.0 if they are uint8 pixels."
+        )
+    if y is not None:
+        y_shape = tuple(np.shape(y))
+        if y_shape != x_shape[:1]:
+            raise ValueError(
+                f"{name}: y must have shape [batch] = [{x_shape[0]}] to match x {x_shape}, got {y_shape}; "
+                f"pass integer class labels, not one-hot vectors."
+            )
+        if not jnp.issubdtype(jnp.result_type(y), jnp.integer):
+            raise ValueError(
+                f"{name}: y must be integer class labels, got dtype {jnp.result_type(y)}; "
+                f"use y.astype(jnp.int32) (or argmax of one-hot labels)."
+            )
+    if bounds is not None:
+        if len(bounds) != 2:
+            raise ValueError(f"{name}: bounds must be a pair (lo, hi), got {bounds!r}.")
+        if is_concrete(bounds):
+            lo, hi = (float(b) for b in bounds)
+            if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
+                raise ValueError(
+                    f"{name}: bounds must be finite with lo < hi, got {bounds!r}; e.g. bounds=(0.0, 1.0)."
+                )
+    if eps is not None:
+        eps_shape = tuple(np.shape(eps))
+        if eps_shape not in ((), x_shape[:1]):
+            raise ValueError(
+                f"{name}: eps must be a scalar or per-example [{x_shape[0]}], got shape {eps_shape}."
+            )
+    for key, value in positive.items():
+        if value is not None and tuple(np.shape(value)) not in ((), x_shape[:1]):
+            raise ValueError(
+                f"{name}: {key} must be a scalar or per-example [{x_shape[0]}], got shape {np.shape(value)}."
+            )
+
+    # Value checks: only on concrete arrays.
+    if is_concrete(x):
+        x_np = np.asarray(x)
+        if not np.all(np.isfinite(x_np)):
+            bad = int(np.sum(~np.isfinite(x_np)))
+            raise ValueError(
+                f"{name}: x has {bad} non-finite pixel(s) (NaN or inf); clean the inputs before attacking."
+            )
+        if bounds is not None and is_concrete(bounds) and x_np.size:
+            lo, hi = (float(b) for b in bounds)
+            xmin, xmax = float(x_np.min()), float(x_np.max())
+            if xmin < lo - atol or xmax > hi + atol:
+                raise ValueError(
+                    f"{name}: pixels of x lie in [{xmin:.4g}, {xmax:.4g}], outside bounds=({lo}, {hi}); "
+                    f"rescale the images to the bounds (e.g. x / 255.0) or pass the right bounds=."
+                )
+    if y is not None and is_concrete(y) and num_classes is not None and np.size(y):
+        y_np = np.asarray(y)
+        if y_np.min() < 0 or y_np.max() >= num_classes:
+            raise ValueError(
+                f"{name}: labels must be in [0, {num_classes}) (num_classes from the logits), "
+                f"got values in [{y_np.min()}, {y_np.max()}]."
+            )
+    for key, value in (("eps", eps), *positive.items()):
+        if value is None or not is_concrete(value):
+            continue
+        v = np.asarray(value, dtype=np.float64)
+        if np.any(np.isnan(v)) or np.any(v < 0):
+            raise ValueError(f"{name}: {key} must be >= 0 (jnp.inf allowed for eps), got {value!r}.")
+
+
+def num_classes_of(logits_fn: LogitsFn, x: Array) -> int:
+    """Number of classes, read from the logits' shape without running the model (``jax.eval_shape``)."""
+    shape = jax.eval_shape(logits_fn, jax.ShapeDtypeStruct(np.shape(x), jnp.result_type(x))).shape
+    if len(shape) != 2 or shape[0] != np.shape(x)[0]:
+        raise ValueError(
+            f"logits_fn must map x {tuple(np.shape(x))} to logits [batch, num_classes], got shape {shape}."
+        )
+    return int(shape[-1])

@@ -1,0 +1,150 @@
+"""Tests for robustjax.attacks.core: losses, projections, norms, validation."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from robustjax import attacks
+from robustjax.attacks import core
+
+jax.config.update("jax_disable_most_optimizations", True)
+
+LOGITS = jnp.array([[2.0, 1.0, 0.0, -1.0], [0.5, 3.0, 1.0, 0.0]])
+LABELS = jnp.array([0, 2])
+
+
+def test_ce_loss_matches_hand_computed():
+    z = np.asarray(LOGITS, np.float64)
+    expected = [np.log(np.exp(z[0]).sum()) - 2.0, np.log(np.exp(z[1]).sum()) - 1.0]
+    np.testing.assert_allclose(attacks.ce_loss(LOGITS, LABELS), expected, rtol=1e-6)
+
+
+def test_margin_loss_matches_hand_computed():
+    # example 0: max other = 1, z_y = 2 -> -1 ; example 1: max other = 3, z_y = 1 -> 2
+    np.testing.assert_allclose(attacks.margin_loss(LOGITS, LABELS), [-1.0, 2.0])
+
+
+def test_dlr_loss_matches_hand_computed():
+    # ex 0: -(2 - 1) / (2 - 0) = -0.5 ; ex 1: sorted 3, 1, 0.5 -> -(1 - 3) / (3 - 0.5) = 0.8
+    np.testing.assert_allclose(attacks.dlr_loss(LOGITS, LABELS), [-0.5, 0.8], rtol=1e-6)
+
+
+def test_dlr_loss_is_shift_and_scale_invariant():
+    np.testing.assert_allclose(attacks.dlr_loss(3.0 * LOGITS + 7.0, LABELS), attacks.dlr_loss(LOGITS, LABELS),
+                               rtol=1e-5)
+
+
+def test_dlr_targeted_loss_matches_hand_computed():
+    targets = jnp.array([3, 0])
+    # ex 0: -(2 - (-1)) / (2 - (0 + -1)/2) = -3 / 2.5 ; ex 1: sorted 3,1,0.5,0 -> -(1 - 0.5) / (3 - 0.25)
+    expected = [-3.0 / 2.5, -0.5 / 2.75]
+    np.testing.assert_allclose(attacks.dlr_targeted_loss(LOGITS, LABELS, targets), expected, rtol=1e-6)
+
+
+def test_dlr_needs_three_classes():
+    with pytest.raises(ValueError, match="at least 3 classes"):
+        attacks.dlr_loss(jnp.zeros((2, 2)), jnp.array([0, 1]))
+
+
+def test_get_loss_names_and_error():
+    assert attacks.get_loss("margin") is attacks.margin_loss
+    fn = lambda z, y: z[:, 0]
+    assert attacks.get_loss(fn) is fn
+    with pytest.raises(ValueError, match=r"valid names are \['ce', 'dlr', 'margin'\]"):
+        attacks.get_loss("xent")
+
+
+def test_lp_norms():
+    d = jnp.array([[[3.0, -4.0]], [[0.0, 1.0]]])
+    np.testing.assert_allclose(attacks.lp_norm(d, "linf"), [4.0, 1.0])
+    np.testing.assert_allclose(attacks.lp_norm(d, "l2"), [5.0, 1.0])
+    np.testing.assert_allclose(attacks.lp_norm(d, "l1"), [7.0, 1.0])
+    with pytest.raises(ValueError, match="Unknown norm 'l3'"):
+        attacks.lp_norm(d, "l3")
+
+
+def test_project_linf_and_box():
+    x = jnp.full((2, 3), 0.5)
+    x_adv = jnp.array([[0.9, 0.1, 0.55], [2.0, -1.0, 0.5]])
+    out = attacks.project(x_adv, x, 0.2, "linf", (0.0, 1.0))
+    np.testing.assert_allclose(out, [[0.7, 0.3, 0.55], [0.7, 0.3, 0.5]], atol=1e-6)
+    out_inf = attacks.project(x_adv, x, jnp.inf, "linf", (0.0, 1.0))
+    np.testing.assert_allclose(out_inf, jnp.clip(x_adv, 0, 1))
+
+
+def test_project_l2_scales_only_outside_ball():
+    x = jnp.zeros((2, 2))
+    x_adv = jnp.array([[3.0, 4.0], [0.3, 0.4]])
+    out = attacks.project_l2(x_adv, x, 1.0)
+    np.testing.assert_allclose(out, [[0.6, 0.8], [0.3, 0.4]], atol=1e-6)
+    # per-example eps, and inf leaves everything alone
+    out = attacks.project_l2(x_adv, x, jnp.array([10.0, 0.25]))
+    np.testing.assert_allclose(out, [[3.0, 4.0], [0.15, 0.2]], atol=1e-6)
+    np.testing.assert_allclose(attacks.project_l2(x_adv, x, jnp.inf), x_adv)
+
+
+def test_normalize_directions():
+    g = jnp.array([[1.0, -3.0, 3.0], [0.0, 0.0, 0.0]])
+    np.testing.assert_allclose(attacks.normalize(g, "linf"), jnp.sign(g))
+    np.testing.assert_allclose(attacks.lp_norm(attacks.normalize(g, "l2"), "l2"), [1.0, 0.0], atol=1e-6)
+    np.testing.assert_allclose(attacks.normalize(g, "l1"), [[0.0, -0.5, 0.5], [0.0, 0.0, 0.0]])
+
+
+def test_input_gradient_of_linear_ce():
+    w = jnp.array([[1.0, -1.0], [2.0, 0.0]])  # 2 features -> 2 classes
+    f = lambda x: x @ w
+    x = jnp.array([[0.3, 0.1]])
+    y = jnp.array([0])
+    p = jax.nn.softmax(f(x))
+    expected = (p - jax.nn.one_hot(y, 2)) @ w.T
+    np.testing.assert_allclose(attacks.input_gradient(f, "ce")(x, y), expected, rtol=1e-5)
+    np.testing.assert_allclose(attacks.input_gradient(f, "ce", targeted=True)(x, y), -expected, rtol=1e-5)
+
+
+# ---- validation ---------------------------------------------------------------------------------------
+
+X = jnp.full((2, 3, 3, 1), 0.5)
+Y = jnp.array([0, 1])
+
+
+def test_validate_accepts_good_inputs():
+    core.validate_inputs(X, Y, eps=0.3, bounds=(0.0, 1.0), num_classes=10)
+    core.validate_inputs(X, Y, eps=jnp.inf, num_classes=10)
+    core.validate_inputs(X, Y, eps=jnp.array([0.1, 0.2]))
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(x=X.at[0, 0, 0, 0].set(jnp.nan)), "non-finite"),
+        (dict(y=jnp.array([0, 10])), r"labels must be in \[0, 10\)"),
+        (dict(y=jnp.array([0, -1])), r"labels must be in \[0, 10\)"),
+        (dict(eps=-0.1), "eps must be >= 0"),
+        (dict(eps=jnp.nan), "eps must be >= 0"),
+        (dict(bounds=(1.0, 0.0)), "lo < hi"),
+        (dict(y=jnp.array([0, 1, 2])), r"y must have shape \[batch\] = \[2\]"),
+        (dict(y=jnp.array([0.0, 1.0])), "integer class labels"),
+        (dict(x=X * 255.0), "outside bounds"),
+        (dict(x=jnp.zeros((3,))), "at least 2 dimensions"),
+        (dict(x=X.astype(jnp.int32)), "floating point"),
+        (dict(eps=jnp.ones(3)), "per-example"),
+        (dict(step_size=-1.0), "step_size must be >= 0"),
+    ],
+)
+def test_validate_rejects_bad_inputs(kwargs, match):
+    args = dict(x=X, y=Y, eps=0.3, bounds=(0.0, 1.0), num_classes=10)
+    args.update(kwargs)
+    x, y = args.pop("x"), args.pop("y")
+    with pytest.raises(ValueError, match=match):
+        core.validate_inputs(x, y, **args)
+
+
+def test_validate_skips_tracers():
+    # A NaN pixel inside jit cannot be checked (values unknown at trace time): no error, no crash.
+    @jax.jit
+    def f(x, eps):
+        core.validate_inputs(x, Y, eps=eps, num_classes=10)
+        return x
+
+    f(X.at[0, 0, 0, 0].set(jnp.nan), -1.0)
