@@ -1,0 +1,74 @@
+"""Config validation fails before training, naming the field; config files and their args load."""
+
+import importlib.util
+import os
+
+import pytest
+
+from robustjax.config import base_config, parse_arg, validate
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIGS = sorted(f for f in os.listdir(os.path.join(ROOT, "configs")) if f.endswith(".py"))
+
+
+def load_config(name, arg=None):
+    spec = importlib.util.spec_from_file_location(name[:-3], os.path.join(ROOT, "configs", name))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(arg)
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+@pytest.mark.parametrize("arg", [None, "smoke"])
+def test_every_config_file_validates(name, arg):
+    validate(load_config(name, arg))
+
+
+def test_smoke_variant_is_small():
+    c = load_config("pgd_at_mnist.py", "smoke")
+    assert c.train.steps <= 10 and c.data.train_size <= 256 and c.eval.num_examples <= 64
+
+
+@pytest.mark.parametrize(
+    "mutate, field",
+    [
+        (lambda c: setattr(c.data, "batch_size", 0), "data.batch_size"),
+        (lambda c: setattr(c.data, "source", "ftp"), "data.source"),
+        (lambda c: setattr(c.data, "train_size", -5), "data.train_size"),
+        (lambda c: setattr(c.train, "epochs", -1.0), "train.epochs"),
+        (lambda c: setattr(c.train.optimizer, "name", "adagrad"), "train.optimizer.name"),
+        (lambda c: setattr(c.train.optimizer, "learning_rate", -0.1), "train.optimizer.learning_rate"),
+        (lambda c: setattr(c.train, "ema_decay", 1.5), "train.ema_decay"),
+        (lambda c: setattr(c.model, "width", 0.0), "model.width"),
+        (lambda c: c.defense.update({"eps": -0.3}), "defense.eps"),
+        (lambda c: c.defense.update({"adv_fraction": 1.5}), "defense.adv_fraction"),
+        (lambda c: c.eval.attacks.update({"p": {"attack": "pgd", "eps": -1.0}}), "eval.attacks.p.eps"),
+        (lambda c: c.eval.attacks.update({"p": {"eps": 0.1}}), "eval.attacks.p.attack"),
+        (lambda c: c.eval.curves.update({"c": {"attack": "pgd", "eps_grid": [0.1, -0.2]}}),
+         r"eval.curves.c.eps_grid\[1\]"),
+        (lambda c: c.data.update({"batchsize": 3}), "data.batchsize"),
+        (lambda c: c.update({"sed": 1}), "config.sed"),
+        (lambda c: setattr(c.data, "source", "npz"), "data.path"),
+    ],
+)
+def test_bad_values_name_the_field(mutate, field):
+    c = base_config()
+    mutate(c)
+    with pytest.raises(ValueError, match=field):
+        validate(c)
+
+
+def test_unknown_field_lists_valid_ones():
+    c = base_config()
+    c.train.update({"epoch": 3})
+    with pytest.raises(ValueError, match=r"unknown field.*'epochs'"):
+        validate(c)
+
+
+def test_parse_arg():
+    assert parse_arg("smoke,eps_t=8", {"smoke": False, "eps_t": 4.0}) == {"smoke": True, "eps_t": 8.0}
+    assert parse_arg(None, {"smoke": False}) == {"smoke": False}
+    with pytest.raises(ValueError, match=r"unknown config argument 'smok'.*\['smoke'\]"):
+        parse_arg("smok", {"smoke": False})
+    with pytest.raises(ValueError, match="expected float"):
+        parse_arg("eps_t=big", {"eps_t": 4.0})
