@@ -238,8 +238,9 @@ def linf_suite(c: ml_collections.ConfigDict, eps_list, *, pgd_steps: int, step_s
     c.eval.num_examples = num_examples
     attacks = {}
     for eps in eps_list:
-        attacks[f"fgsm_{eps:g}"] = {"attack": "fgsm", "eps": float(eps)}
-        attacks[f"pgd{pgd_steps}_{eps:g}"] = {"attack": "pgd", "eps": float(eps), "step_size": step_size,
+        tag = f"{eps:g}".replace(".", "p")  # field names cannot hold dots (0.3 -> 0p3)
+        attacks[f"fgsm_{tag}"] = {"attack": "fgsm", "eps": float(eps)}
+        attacks[f"pgd{pgd_steps}_{tag}"] = {"attack": "pgd", "eps": float(eps), "step_size": step_size,
                                              "num_steps": pgd_steps, "random_start": True}
     c.eval.attacks = attacks
     if curve_grid:
