@@ -32,9 +32,17 @@ def _default_workdir() -> str:
     return os.path.join("runs", f"{tag}-{time.strftime('%Y%m%d-%H%M%S')}")
 
 
+_DISTRIBUTED = flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize() first (multi-host "
+                                 "GPU/TPU; the coordinator is found from the environment).")
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    if _DISTRIBUTED.value:
+        import jax
+
+        jax.distributed.initialize()
     from robustjax import experiment  # after flag parsing: keeps --help fast
 
     workdir = _WORKDIR.value or _default_workdir()

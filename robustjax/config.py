@@ -70,6 +70,7 @@ def base_config() -> ml_collections.ConfigDict:
         checkpoint_every=1000,
         keep_checkpoints=2,
         progress=True,          # progress bar (only shown on a terminal)
+        data_parallel=True,     # with several devices: replicate the state, split each batch over them
     ))
 
     c.eval = ml_collections.ConfigDict(dict(

@@ -22,7 +22,7 @@ import numpy as np
 from robustjax import config as config_lib
 from robustjax import data as data_lib
 from robustjax import defenses, evaluate
-from robustjax.train import loop
+from robustjax.train import loop, sharding
 
 
 def _save_config(config, workdir: str) -> None:
@@ -67,10 +67,17 @@ def run(config, workdir: str, *, on_step=None) -> dict:
     sample = train_ds.get(np.arange(config.data.batch_size))
     state = defense.init(init_key, sample)
     t = config.train
+    shard = None
+    if jax.device_count() > 1 and t.data_parallel:
+        mesh = sharding.make_mesh()
+        sharding.check_batch_size(config.data.batch_size, mesh)
+        state = sharding.replicate(state, mesh)
+        shard = lambda batch: sharding.shard_batch(batch, mesh)  # noqa: E731
     state = loop.fit(
         defense, state, train_ds, workdir=workdir, key=train_key, batch_size=config.data.batch_size,
         seed=config.seed, log_every=t.log_every, checkpoint_every=t.checkpoint_every,
         keep_checkpoints=t.keep_checkpoints, progress=None if t.progress else False, on_step=on_step,
+        shard_batch=shard,
     )
     t_train = time.time() - t_start
     results = evaluate.evaluate(defense.classifier, state, test_ds, config.eval, eval_key, bounds=info.bounds)
