@@ -289,3 +289,54 @@ def test_attack_validates_labels_against_logits(data, mlp):
                     num_steps=1)
     with pytest.raises(ValueError, match=r"y must have shape \[batch\]"):
         attacks.fgsm(mlp, x, jax.nn.one_hot(y, K), eps=EPS)
+
+
+# ---- minimal-epsilon searches ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def two_class():
+    """A 2-class linear model on interior points, where the minimal FGSM step has a closed form."""
+    v = jax.random.normal(jax.random.key(9), (D,))
+    w = jnp.stack([jnp.zeros(D), v], axis=1)                     # z_1 - z_0 = v . x + c
+    x = jnp.full((B, H, W, C), 0.5) + 0.01 * jax.random.normal(jax.random.key(10), (B, H, W, C))
+    # margins m0 = v.x + c chosen so that the exact answers are -m0 / ||v||_1 in (0, 0.35)
+    target = jnp.linspace(0.05, 0.35, B) * jnp.sum(jnp.abs(v))
+    c = -target - x.reshape(B, -1) @ v                           # per-example offset via an extra input
+    f = lambda z: (z.reshape(z.shape[0], -1) @ w) + jnp.stack([jnp.zeros(B), c], axis=1)[: z.shape[0]]
+    return f, x, jnp.zeros(B, jnp.int32), jnp.linspace(0.05, 0.35, B)
+
+
+def test_minimal_fgsm_matches_closed_form(two_class):
+    f, x, y, exact = two_class
+    eps = jax.jit(functools.partial(attacks.minimal_fgsm, f, eps_max=0.5, num_grid=8, num_bisection=12))(x, y)
+    tol = 0.5 / 8 / 2 ** 12
+    assert np.all(eps >= exact - 1e-5) and np.all(eps <= exact + tol + 1e-5), (eps, exact)
+
+
+def test_minimal_fgsm_zero_when_misclassified_and_inf_when_out_of_reach(two_class):
+    f, x, y, exact = two_class
+    eps = attacks.minimal_fgsm(f, x, y, eps_max=0.2, num_grid=4, num_bisection=4)
+    assert np.all(np.isinf(eps[exact > 0.2])) and np.all(np.isfinite(eps[exact <= 0.2]))
+    np.testing.assert_array_equal(attacks.minimal_fgsm(f, x, 1 - y, eps_max=0.2), np.zeros(B))
+
+
+def test_minimal_eps_with_fgsm_agrees_with_closed_form(two_class):
+    f, x, y, exact = two_class
+    search = jax.jit(functools.partial(attacks.minimal_eps, attacks.fgsm, f, eps_hi=0.5, num_steps=14,
+                                       return_adv=True))
+    eps, x_adv = search(x, y, jax.random.key(0))
+    np.testing.assert_allclose(eps, exact, atol=0.5 / 2 ** 14 + 1e-5)
+    assert np.all(np.asarray(jnp.argmax(f(x_adv), -1) != y))
+    assert np.all(attacks.lp_norm(x_adv - x, "linf") <= eps + 1e-6)
+
+
+def test_minimal_eps_with_pgd_inf_when_out_of_reach(two_class):
+    f, x, y, exact = two_class
+    pgd5 = lambda f_, x_, y_, k, eps: attacks.pgd(f_, x_, y_, k, eps=eps, step_size=eps / 2, num_steps=5)
+    eps = attacks.minimal_eps(pgd5, f, x, y, jax.random.key(0), eps_hi=0.2, num_steps=8)
+    assert np.all(np.isinf(eps[exact > 0.2 + 1e-3]))
+    fin = np.asarray(exact < 0.2 - 1e-3)
+    np.testing.assert_allclose(eps[fin], exact[fin], atol=0.2 / 2 ** 8 + 1e-5)
+    with pytest.raises(ValueError, match="eps_lo < eps_hi"):
+        attacks.minimal_eps(pgd5, f, x, y, jax.random.key(0), eps_hi=0.1, eps_lo=0.2)

@@ -28,6 +28,7 @@ from robustjax.attacks.core import (
     validate_inputs,
 )
 from robustjax.attacks.gradient import bim, fgm, fgsm, mim, pgd, rand_fgsm
+from robustjax.attacks.search import minimal_eps, minimal_fgsm
 
 __all__ = [
     "LOSSES",
@@ -46,6 +47,8 @@ __all__ = [
     "lp_norm",
     "margin_loss",
     "mim",
+    "minimal_eps",
+    "minimal_fgsm",
     "normalize",
     "pgd",
     "project",
