@@ -1,0 +1,153 @@
+"""AutoAttack (Croce and Hein, 2020): a fixed ensemble of parameter-free attacks, as one pure function.
+
+    from robustjax import attacks
+    aa = jax.jit(lambda x, y, k: attacks.autoattack(logits_fn, x, y, k, eps=8 / 255, norm="linf"))
+    robust_acc = jnp.mean(jnp.argmax(logits_fn(aa(x, y, key)), -1) == y)
+
+The components run in order; each example is attacked only while it is still classified correctly: a
+``robust`` mask is carried from component to component, an example's adversarial point is the first one
+that fools the model, and a component whose batch has no robust example left is skipped (``lax.cond``).
+Inside one component the whole batch is computed (XLA shapes are static) and the mask selects.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from robustjax.attacks import core
+from robustjax.attacks.apgd import apgd
+from robustjax.attacks.fab import fab
+from robustjax.attacks.square import square
+from robustjax.types import Array, LogitsFn, PRNGKey
+
+COMPONENTS = ("apgd-ce", "apgd-dlr", "apgd-t", "fab", "fab-t", "square")
+VERSIONS = {
+    "standard": ("apgd-ce", "apgd-t", "fab-t", "square"),
+    "plus": ("apgd-ce", "apgd-dlr", "fab", "square", "apgd-t", "fab-t"),
+    "rand": ("apgd-ce", "apgd-dlr"),
+}
+
+
+def _component(name: str, version: str, *, eps, norm, num_steps, num_queries, num_targets, restarts,
+               stochastic, bounds):
+    """``(logits_fn, x, y, key) -> x_adv`` for one named component with the version's settings."""
+    plus = version == "plus"
+    eot_iter = 20 if version == "rand" else 1
+    many = restarts if restarts is not None else (5 if plus else 1)
+    common = dict(eps=eps, norm=norm, bounds=bounds)
+    if name == "apgd-ce":
+        kw = dict(loss="ce", num_steps=num_steps, restarts=many, eot_iter=eot_iter, stochastic=stochastic)
+        return functools.partial(apgd, **common, **kw)
+    if name == "apgd-dlr":
+        kw = dict(loss="dlr", num_steps=num_steps, restarts=many, eot_iter=eot_iter, stochastic=stochastic)
+        return functools.partial(apgd, **common, **kw)
+    if name == "apgd-t":
+        kw = dict(loss="dlr_targeted", num_steps=num_steps, num_targets=num_targets,
+                  restarts=restarts or 1)
+        return functools.partial(apgd, **common, **kw)
+    if name == "fab":
+        return functools.partial(fab, **common, num_steps=num_steps, restarts=many)
+    if name == "fab-t":
+        return functools.partial(fab, **common, num_steps=num_steps, num_targets=num_targets,
+                                 restarts=restarts or 1)
+    if name == "square":
+        return functools.partial(square, **common, num_queries=num_queries, restarts=restarts or 1)
+    raise ValueError(f"autoattack: unknown component {name!r}; valid names are {list(COMPONENTS)}.")
+
+
+def autoattack(
+    logits_fn: LogitsFn,
+    x: Array,
+    y: Array,
+    key: PRNGKey,
+    *,
+    eps: float | Array,
+    norm: str = "linf",
+    version: str = "standard",
+    attacks: tuple[str, ...] | None = None,
+    num_steps: int = 100,
+    num_queries: int = 5000,
+    num_targets: int = 9,
+    restarts: int | None = None,
+    stochastic: bool = False,
+    bounds: tuple[float, float] = (0.0, 1.0),
+) -> Array:
+    """AutoAttack: APGD-CE, APGD-T, FAB-T and Square (``version="standard"``), each on what is left.
+
+    Versions (as in the reference implementation):
+      * ``"standard"``: APGD-CE (1 run), APGD-T (DLR-targeted, ``num_targets`` targets), FAB-T
+        (``num_targets`` targets), Square (``num_queries`` queries).
+      * ``"plus"``: APGD-CE and APGD-DLR (5 restarts each), FAB (untargeted, 5 restarts), Square,
+        APGD-T, FAB-T.
+      * ``"rand"`` (randomised defenses): APGD-CE and APGD-DLR with 20 EOT draws per gradient; pass
+        ``stochastic=True`` and a ``logits_fn(x, key)`` for the draws to differ.
+
+    With ``K`` classes, the targeted components use ``min(num_targets, K - 1)`` targets; APGD-DLR needs
+    ``K >= 3`` and APGD-T ``K >= 4``.
+
+    Args:
+      logits_fn: ``x -> logits [B, K]`` (``(x, key) -> logits`` when ``stochastic``).
+      x: clean images ``[B, H, W, C]`` inside ``bounds`` (Square needs NHWC images).
+      y: true labels ``[B]`` (AutoAttack is untargeted).
+      key: PRNG key; component ``i`` uses ``fold_in(key, i)``.
+      eps: finite radius, scalar or ``[B]``.
+      norm: ``"linf"`` or ``"l2"`` (static).
+      version: ``"standard"``, ``"plus"`` or ``"rand"`` (static).
+      attacks: explicit component list overriding the version's, from ``COMPONENTS`` (static).
+      num_steps: iterations of the APGD and FAB components (100 in the paper; lower it for quick checks).
+      num_queries: Square's query budget (5000 in the paper).
+      num_targets: target classes of APGD-T and FAB-T (9 in the paper).
+      restarts: override every component's number of restarts (default: the version's).
+      stochastic: the model is randomised (only the APGD components support it).
+      bounds: pixel range ``(lo, hi)``.
+
+    Returns:
+      ``stop_gradient`` of the adversarial batch: for each example, the first component's point that fools
+      the model, or ``x`` if none does.
+    """
+    if version not in VERSIONS:
+        raise ValueError(f"autoattack: unknown version {version!r}; valid choices are {sorted(VERSIONS)}.")
+    core.validate_norm(norm, ("linf", "l2"))
+    names = tuple(attacks) if attacks is not None else VERSIONS[version]
+    if not names:
+        raise ValueError("autoattack: attacks must name at least one component.")
+    for name in names:
+        if name not in COMPONENTS:
+            raise ValueError(f"autoattack: unknown component {name!r}; valid names are {list(COMPONENTS)}.")
+    if stochastic and any(n not in ("apgd-ce", "apgd-dlr") for n in names):
+        raise ValueError("autoattack: stochastic=True is supported by apgd-ce and apgd-dlr only "
+                         "(version='rand' or attacks=('apgd-ce', 'apgd-dlr')).")
+    key, key_eval = jax.random.split(key)
+    plain_logits_fn = (lambda x_: logits_fn(x_, key_eval)) if stochastic else logits_fn  # noqa: E731
+    num_classes = core.num_classes_of(plain_logits_fn, x)
+    core.validate_inputs(x, y, eps=eps, bounds=bounds, num_classes=num_classes if core.is_concrete(y) else None,
+                         name="autoattack")
+    if core.is_concrete(eps) and not np.all(np.isfinite(np.asarray(eps, np.float64))):
+        raise ValueError("autoattack: eps must be finite.")
+    y = y.astype(jnp.int32)
+
+    robust = jnp.argmax(plain_logits_fn(x), axis=-1) == y
+    x_adv = x
+    for index, name in enumerate(names):
+        attack = _component(name, version, eps=eps, norm=norm, num_steps=num_steps, num_queries=num_queries,
+                            num_targets=num_targets, restarts=restarts, stochastic=stochastic, bounds=bounds)
+        k = jax.random.fold_in(key, index)
+
+        def run(operand, attack=attack, k=k):
+            x_, y_ = operand
+            x_new = attack(logits_fn, x_, y_, k)
+            return x_new, jnp.argmax(plain_logits_fn(x_new), axis=-1) != y_
+
+        def skip(operand):
+            x_, y_ = operand
+            return x_, jnp.zeros(y_.shape, bool)
+
+        x_new, fooled = jax.lax.cond(jnp.any(robust), run, skip, (x, y))
+        newly = robust & fooled
+        x_adv = jnp.where(core.per_example(newly, x), x_new, x_adv)
+        robust = robust & ~fooled
+    return jax.lax.stop_gradient(x_adv)
