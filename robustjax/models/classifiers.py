@@ -145,9 +145,10 @@ class LeNet(Classifier):
     """LeNet as in GanDef (Liu et al., "GanDef: A GAN based Adversarial Training Defense for Neural
     Network Classifier", 2019, Table 3: the MNIST classifier); also Madry et al.'s MNIST network.
 
-    conv5x5-32 SAME, maxpool 2x2, conv5x5-64 SAME, maxpool 2x2, fc1024, out; layer sizes checked
-    against the authors' released ZK-GanDef code (28x28: dense 3136 -> 1024). The activation comes
-    before each pool (the same function as after it for the monotone activations offered here).
+    conv5x5-32 SAME, maxpool 2x2, conv5x5-64 SAME, maxpool 2x2, fc1024, out. The layer sizes come from
+    the same authors' released code (GuanxiongLiu/DSN-ZK-GanDef, MNIST classifier; the table itself
+    was not available offline): 28x28 -> dense 3136 -> 1024. The activation comes before each pool
+    (the same function as after it for the monotone activations offered here).
     """
 
     @nn.compact
@@ -169,10 +170,12 @@ class AllCNN(Classifier):
 
     dropout(0.2) on the input; 3 x conv3x3-96 SAME, downsample, dropout(0.5); 3 x conv3x3-192 SAME,
     downsample, dropout(0.5); conv3x3-192 VALID, conv1x1-192, conv1x1-10; global average pool; fc out.
-    ``downsample="max_pool"`` follows GanDef's released code (2x2 max pool after the third conv of a
-    stage); ``"conv"`` is Springenberg's All-CNN-C proper (the third conv of a stage has stride 2).
-    The 10-channel 1x1 conv and the final fc are GanDef's head; with ``num_classes=0`` the features
-    are its pooled output. Kernels use He-normal initialization as in GanDef's code.
+    ``downsample="max_pool"`` follows the GanDef authors' released code (GuanxiongLiu/DSN-ZK-GanDef,
+    CIFAR-10 classifier: a 2x2 max pool after the third conv of a stage; the table itself was not
+    available offline); ``"conv"`` is Springenberg's All-CNN-C proper (the third conv of a stage has
+    stride 2). The 10-channel 1x1 conv (+ activation) and the final fc are that code's head; with
+    ``num_classes=0`` the features are its pooled output, only 10 * width wide. Kernels use He-normal
+    initialization as in that code.
 
     Attributes:
       dropout: rate after each downsampling (0.5 in both papers).
