@@ -60,3 +60,11 @@ __all__ = [
 
 # ---- part B (minimal-norm / ensemble attacks): imports below this line are maintained by part B ----
 # (add `from robustjax.attacks.<module> import ...` lines here and extend __all__ with `__all__ += [...]`)
+from robustjax.attacks.apgd import apgd
+from robustjax.attacks.autoattack import autoattack
+from robustjax.attacks.fab import fab
+from robustjax.attacks.jsma import jsma
+from robustjax.attacks.minimal import cw_l2, deepfool
+from robustjax.attacks.square import square
+
+__all__ += ["apgd", "autoattack", "cw_l2", "deepfool", "fab", "jsma", "square"]
