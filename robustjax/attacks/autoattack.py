@@ -93,7 +93,9 @@ def autoattack(
       logits_fn: ``x -> logits [B, K]`` (``(x, key) -> logits`` when ``stochastic``).
       x: clean images ``[B, H, W, C]`` inside ``bounds`` (Square needs NHWC images).
       y: true labels ``[B]`` (AutoAttack is untargeted).
-      key: PRNG key; component ``i`` uses ``fold_in(key, i)``.
+      key: PRNG key; a component uses ``fold_in(key, COMPONENTS.index(name))``, so it draws the same
+        randomness alone (``attacks=(name,)``) as inside an ensemble: the ensemble's robust accuracy is
+        then never above any of its components'.
       eps: finite radius, scalar or ``[B]``.
       norm: ``"linf"`` or ``"l2"`` (static).
       version: ``"standard"``, ``"plus"`` or ``"rand"`` (static).
@@ -132,10 +134,10 @@ def autoattack(
 
     robust = jnp.argmax(plain_logits_fn(x), axis=-1) == y
     x_adv = x
-    for index, name in enumerate(names):
+    for name in names:
         attack = _component(name, version, eps=eps, norm=norm, num_steps=num_steps, num_queries=num_queries,
                             num_targets=num_targets, restarts=restarts, stochastic=stochastic, bounds=bounds)
-        k = jax.random.fold_in(key, index)
+        k = jax.random.fold_in(key, COMPONENTS.index(name))
 
         def run(operand, attack=attack, k=k):
             x_, y_ = operand

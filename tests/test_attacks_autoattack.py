@@ -1,0 +1,129 @@
+"""Tests for AutoAttack (robustjax.attacks.autoattack) with reduced budgets on a tiny MLP.
+
+6x6x1 "images", 5 classes, 16 examples; APGD/FAB with a handful of steps and Square with a few dozen
+queries, so each compile stays small.
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from robustjax import attacks
+
+jax.config.update("jax_disable_most_optimizations", True)
+
+B, H, W, C, K = 16, 6, 6, 1, 5
+D = H * W * C
+EPS = 0.04
+BUDGET = dict(num_steps=6, num_queries=30, num_targets=2)
+
+
+def _flat(x):
+    return x.reshape(x.shape[0], -1)
+
+
+@pytest.fixture(scope="module")
+def mlp():
+    k1, k2 = jax.random.split(jax.random.key(3))
+    w1 = jax.random.normal(k1, (D, 16)) / 3
+    w2 = jax.random.normal(k2, (16, K))
+    return lambda x: jnp.tanh(_flat(x) @ w1 * 3) @ w2
+
+
+@pytest.fixture(scope="module")
+def data(mlp):
+    x = jax.random.uniform(jax.random.key(1), (B, H, W, C), minval=0.05, maxval=0.95)
+    y = jnp.argmax(mlp(x), -1)
+    y = y.at[:2].set((y[:2] + 1) % K)  # two examples misclassified from the start
+    return x, y
+
+
+def _robust(fn, x_adv, y):
+    return np.asarray(jnp.argmax(fn(x_adv), -1) == y)
+
+
+@pytest.fixture(scope="module")
+def results(mlp, data):
+    """Robust masks of the standard ensemble and of each of its components alone (same key), per norm."""
+    x, y = data
+    key = jax.random.key(0)
+    out = {}
+    for norm, eps in (("linf", EPS), ("l2", 0.25)):
+        run = lambda names: jax.jit(functools.partial(  # noqa: E731
+            attacks.autoattack, mlp, eps=eps, norm=norm, attacks=names, **BUDGET))(x, y, key)
+        x_all = run(None)
+        out[norm] = dict(eps=eps, x_all=x_all, all=_robust(mlp, x_all, y))
+        for name in ("apgd-ce", "apgd-t", "fab-t", "square"):
+            out[norm][name] = _robust(mlp, run((name,)), y)
+    return out
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_ensemble_is_at_least_as_strong_as_each_component(norm, results, mlp, data):
+    r = results[norm]
+    x, y = data
+    clean = _robust(mlp, x, y)
+    for name in ("apgd-ce", "apgd-t", "fab-t", "square"):
+        assert np.all(r["all"] <= r[name]), name  # robust under the ensemble => robust under each part
+        assert r["all"].mean() <= r[name].mean()
+    assert r["all"].mean() < clean.mean()  # the budget is large enough to fool someone
+    # an example is robust under the ensemble exactly when every component failed on it
+    together = clean & r["apgd-ce"] & r["apgd-t"] & r["fab-t"] & r["square"]
+    np.testing.assert_array_equal(r["all"], together)
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_output_inside_ball_box_and_untouched_where_robust(norm, results, mlp, data):
+    r = results[norm]
+    x, y = data
+    x_adv = r["x_all"]
+    assert np.all(np.asarray(attacks.lp_norm(x_adv - x, norm)) <= r["eps"] + 1e-5)
+    assert float(x_adv.min()) >= 0.0 and float(x_adv.max()) <= 1.0
+    unchanged = np.all(np.asarray(x_adv == x), axis=(1, 2, 3))
+    assert np.all(unchanged[r["all"]])  # robust examples come back as x
+    assert np.all(unchanged[:2])  # already misclassified: not attacked
+    fooled = ~r["all"] & ~unchanged
+    assert np.all(~_robust(mlp, x_adv, y)[fooled])
+
+
+def test_same_key_same_result_and_plus_version(mlp, data):
+    x, y = data
+    key = jax.random.key(4)
+    plus = jax.jit(functools.partial(attacks.autoattack, mlp, eps=EPS, version="plus", restarts=1,
+                                     num_steps=3, num_queries=10, num_targets=2))
+    a, b = plus(x, y, key), plus(x, y, key)
+    np.testing.assert_array_equal(a, b)
+    assert np.all(np.asarray(attacks.lp_norm(a - x, "linf")) <= EPS + 1e-6)
+    assert _robust(mlp, a, y).mean() < _robust(mlp, x, y).mean()
+
+
+def test_rand_version_with_a_randomised_model(mlp, data):
+    x, y = data
+
+    def noisy(x_, key):
+        return mlp(x_ + 0.01 * jax.random.normal(key, x_.shape))
+
+    x_adv = jax.jit(functools.partial(attacks.autoattack, noisy, eps=EPS, version="rand", stochastic=True,
+                                      num_steps=3))(x, y, jax.random.key(0))
+    assert np.all(np.asarray(attacks.lp_norm(x_adv - x, "linf")) <= EPS + 1e-6)
+    assert _robust(mlp, x_adv, y).mean() < _robust(mlp, x, y).mean()
+
+
+def test_autoattack_errors(mlp, data):
+    x, y = data
+    key = jax.random.key(0)
+    with pytest.raises(ValueError, match="version"):
+        attacks.autoattack(mlp, x, y, key, eps=EPS, version="fast")
+    with pytest.raises(ValueError, match="unknown component"):
+        attacks.autoattack(mlp, x, y, key, eps=EPS, attacks=("pgd",))
+    with pytest.raises(ValueError, match="stochastic"):
+        attacks.autoattack(lambda x_, k: mlp(x_), x, y, key, eps=EPS, stochastic=True)
+    with pytest.raises(ValueError, match="finite"):
+        attacks.autoattack(mlp, x, y, key, eps=jnp.inf)
+    with pytest.raises(ValueError, match="norm"):
+        attacks.autoattack(mlp, x, y, key, eps=EPS, norm="l1")
+    with pytest.raises(ValueError, match="labels"):
+        attacks.autoattack(mlp, x, y + K, key, eps=EPS)
