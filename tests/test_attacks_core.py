@@ -148,3 +148,52 @@ def test_validate_skips_tracers():
         return x
 
     f(X.at[0, 0, 0, 0].set(jnp.nan), -1.0)
+
+
+# ---- canonicalize_convs -----------------------------------------------------------------------------------
+
+
+def _conv_net(w1, w2):
+    def f(x):
+        h = jax.lax.conv_general_dilated(x, w1, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        h = jax.jit(jax.nn.relu)(h)  # a nested jit, as flax/optax code often has
+        # an NCHW/OIHW conv and a grouped conv exercise the other dimension-number paths
+        h = jax.lax.conv_general_dilated(h.transpose(0, 3, 1, 2), w2, (1, 1), "SAME",
+                                         dimension_numbers=("NCHW", "OIHW", "NCHW"))
+        h = jax.lax.conv_general_dilated(h, jnp.ones((4, 1, 3, 3)), (2, 2), "VALID", feature_group_count=4,
+                                         dimension_numbers=("NCHW", "OIHW", "NCHW"))
+        return h.reshape(h.shape[0], -1)[:, :3]
+    return f
+
+
+@pytest.fixture(scope="module")
+def conv_loop():
+    k1, k2, k3 = jax.random.split(jax.random.key(0), 3)
+    f = _conv_net(jax.random.normal(k1, (3, 3, 2, 4)), jax.random.normal(k2, (4, 4, 3, 3)))
+    x = jax.random.uniform(k3, (2, 6, 6, 2))
+    y = jnp.array([0, 2])
+
+    def body(_, xa):
+        return xa + 0.01 * jnp.sign(attacks.input_gradient(f, "ce")(xa, y))
+
+    return x, body
+
+
+def test_canonicalize_convs_keeps_numbers(conv_loop):
+    x, body = conv_loop
+    plain = jax.jit(lambda x: jax.lax.fori_loop(0, 3, body, x))
+    canon = jax.jit(lambda x: jax.lax.fori_loop(0, 3, core.canonicalize_convs(body), x))
+    np.testing.assert_allclose(canon(x), plain(x), atol=1e-6)
+    # and under vmap (batches of one)
+    vm = jax.vmap(lambda xi: core.canonicalize_convs(body)(0, xi[None])[0])(x)
+    np.testing.assert_allclose(vm, jax.vmap(lambda xi: body(0, xi[None])[0])(x), atol=1e-6)
+
+
+def test_canonicalize_convs_emits_only_canonical_convs_in_loops(conv_loop):
+    import re
+
+    x, body = conv_loop
+    hlo = jax.jit(lambda x: jax.lax.fori_loop(0, 3, core.canonicalize_convs(body), x)).lower(x).compile().as_text()
+    labels = set(re.findall(r"dim_labels=(\S+?),", hlo))
+    grouped = set(re.findall(r"dim_labels=(\S+?), feature_group_count", hlo))
+    assert labels - grouped <= {"b01f_01io->b01f"}, labels

@@ -39,6 +39,7 @@ def _iterate(body, init, num_steps: int, unroll: int | bool | None = None):
     if num_steps <= 0:
         return init
     unroll = DEFAULT_UNROLL if unroll is None else unroll
+    body = core.canonicalize_convs(body)
     if unroll is True or (not isinstance(unroll, bool) and unroll >= num_steps):
         carry = init
         for i in range(num_steps):
