@@ -191,7 +191,7 @@ def _pgd_manual(logits_fn, x, y, key, *, eps, step_size, num_steps, loop, canoni
     return jax.lax.fori_loop(0, num_steps, body, x0)
 
 
-def part_loops(params, x, y, reps, steps, convs, loops, pool):
+def part_loops(params, x, y, reps, steps, convs, loops, pool, torch_too=False):
     print(f"\n## PGD-{steps} loop forms (eps 0.3, step 0.01, L-inf, pool={pool}; median ms; [all runs])")
     key = jax.random.key(0)
     kw = dict(eps=0.3, step_size=0.01, num_steps=steps)
@@ -226,15 +226,51 @@ def part_loops(params, x, y, reps, steps, convs, loops, pool):
         grad = jax.jit(lambda p, x, y, f=f: core.input_gradient(functools.partial(f, p), "ce")(x, y))
         grads[cname] = functools.partial(grad, params, x, y)
         variants[f"conv={cname} one input-grad"] = grads[cname]
+    if torch_too:
+        variants["torchattacks PGD (same weights)"] = _torchattacks_pgd(params, x, y, steps)
     results = run_interleaved(variants, reps)
     n = x.shape[0]
     for name, (first, ts) in results.items():
         line = f"{name:46s} {fmt(ts)}  first call {first:6.1f} s"
-        if "input-grad" not in name:
+        if name.startswith("torch"):
+            line += f"  {n / np.median(ts):6.1f} img/s"
+        elif "input-grad" not in name:
             cname = name.split()[0].split("=")[1]
             ratio = np.median(ts) / (steps * np.median(results[f"conv={cname} one input-grad"][1]))
             line += f"  {n / np.median(ts):6.1f} img/s  overhead ratio {ratio:4.2f}"
         print(line)
+
+
+def _torchattacks_pgd(params, x, y, steps):
+    """torchattacks.PGD (eps 0.3, alpha 0.01, random start) on a PyTorch copy of the same LeNet."""
+    import torch
+    import torchattacks
+
+    class LeNet(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c1, self.c2 = torch.nn.Conv2d(1, 32, 5, padding=2), torch.nn.Conv2d(32, 64, 5, padding=2)
+            self.d1, self.d2 = torch.nn.Linear(3136, 1024), torch.nn.Linear(1024, 10)
+
+        def forward(self, z):
+            z = torch.nn.functional.max_pool2d(torch.relu(self.c1(z)), 2)
+            z = torch.nn.functional.max_pool2d(torch.relu(self.c2(z)), 2)
+            z = z.permute(0, 2, 3, 1).reshape(z.shape[0], -1)  # NHWC flatten, as the JAX model
+            return self.d2(torch.relu(self.d1(z)))
+
+    net = LeNet().eval()
+    t = lambda a: torch.from_numpy(np.asarray(a)).float()
+    with torch.no_grad():
+        net.c1.weight.copy_(t(params["c1"]).permute(3, 2, 0, 1)); net.c1.bias.copy_(t(params["b1"]))
+        net.c2.weight.copy_(t(params["c2"]).permute(3, 2, 0, 1)); net.c2.bias.copy_(t(params["b2"]))
+        net.d1.weight.copy_(t(params["d1"]).T); net.d1.bias.copy_(t(params["e1"]))
+        net.d2.weight.copy_(t(params["d2"]).T); net.d2.bias.copy_(t(params["e2"]))
+    xt, yt = t(x).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(np.asarray(y)).long()
+    with torch.no_grad():
+        diff = np.abs(net(xt).numpy() - np.asarray(lenet(params, x))).max()
+    assert diff < 1e-3, f"torch copy of the LeNet disagrees with the JAX one by {diff}"
+    attack = torchattacks.PGD(net, eps=0.3, alpha=0.01, steps=steps, random_start=True)
+    return lambda: attack(xt, yt)
 
 
 def main():
@@ -245,6 +281,7 @@ def main():
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--convs", default="lax,flip_vjp", help="comma list of " + ",".join(CONVS))
     parser.add_argument("--pool", default="mask_vjp", choices=list(POOLS))
+    parser.add_argument("--torch", action="store_true", help="also time torchattacks PGD on the same weights")
     parser.add_argument("--loops", default="fori_raw,fori,scan,fori_unroll4,full_unroll,python")
     args = parser.parse_args()
 
@@ -258,7 +295,7 @@ def main():
         part_pieces(params, x, y, args.reps)
     if args.part in ("loops", "all"):
         part_loops(params, x, y, args.reps, args.steps, args.convs.split(","), args.loops.split(","),
-                   args.pool)
+                   args.pool, args.torch)
     print(f"# done, load {os.getloadavg()}")
 
 

@@ -106,7 +106,7 @@ def test_same_key_same_result_and_jit_equals_eager(name, jitted, data, mlp):
     np.testing.assert_allclose(fn(mlp, x, y, key), a, atol=1e-5)
 
 
-@pytest.mark.parametrize("name", ["fgsm", "rand_fgsm", "pgd_linf", "pgd_l2", "mim_linf"])
+@pytest.mark.parametrize("name", ["fgsm", "rand_fgsm", "pgd_linf", "pgd_l2", "pgd_unrolled", "mim_linf"])
 def test_vmap_over_batches(name, data, mlp):
     x, y = data
     fn = functools.partial(ATTACKS[name][0], mlp)

@@ -160,7 +160,7 @@ def minimal_eps(
         return jnp.where(ok, lo, mid), jnp.where(ok, mid, hi), best
 
     lo = jnp.full(y.shape, eps_lo, x.dtype)
-    _, hi, best = jax.lax.fori_loop(0, num_steps, body, (lo, hi, x_hi))
+    _, hi, best = jax.lax.fori_loop(0, num_steps, core.canonicalize_convs(body), (lo, hi, x_hi))
     eps = jnp.where(clean_ok, 0.0, jnp.where(hi_ok, hi, jnp.inf))
     if not return_adv:
         return jax.lax.stop_gradient(eps)
