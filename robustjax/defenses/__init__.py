@@ -8,10 +8,11 @@
 
 from __future__ import annotations
 
-from robustjax.defenses import pgd_at, standard
+from robustjax.defenses import atgan, pgd_at, standard
 from robustjax.defenses.base import Defense, Phase, TrainState
 
 DEFENSES = {
+    "atgan": atgan.make,
     "standard": standard.make,
     "pgd_at": pgd_at.make,
 }

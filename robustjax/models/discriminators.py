@@ -1,0 +1,58 @@
+"""AC-GAN-style discriminators: a classifier body with a class head D_c and a real/fake head D_d.
+
+    from robustjax.models import discriminators
+    d = discriminators.make_discriminator(config.model, num_classes=10)     # body = models.make(.., 0)
+    class_logits, source_logit = d.apply(variables, x)                      # [B, K], [B]
+
+ATGAN (Wang et al.) uses one network D for two jobs (Odena et al.'s auxiliary-classifier GAN): ``D_c``
+classifies an image into ``k`` classes, ``D_d`` says whether it is a clean image (real) or a generator
+output (fake). Both heads are linear layers on the penultimate features of the body, a classifier from
+``robustjax.models`` built with ``num_classes=0`` (the C&W CNN for MNIST, DenseNet40 for SVHN, ResNet18
+for CIFAR-10 in the paper). ``D_d`` returns a logit (``sigmoid(logit)`` = probability of "real"), so the
+losses can use the numerically stable sigmoid cross-entropy.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from robustjax.types import Array
+
+
+class ACDiscriminator(nn.Module):
+    """``x -> (D_c(x) [B, K] class logits, D_d(x) [B] real-vs-fake logit)``.
+
+    Attributes:
+      body: a module ``(x, train) -> features [B, F]`` (a classifier built with ``num_classes=0``);
+        any extra axes of its output are flattened.
+      num_classes: classes of the ``D_c`` head (>= 1).
+    """
+
+    body: nn.Module
+    num_classes: int
+
+    @nn.compact
+    def __call__(self, x: Array, train: bool = False) -> tuple[Array, Array]:
+        if self.num_classes < 1:
+            raise ValueError(f"ACDiscriminator needs num_classes >= 1 for its D_c head, got {self.num_classes}")
+        h = self.body(x, train=train)
+        h = h.reshape((h.shape[0], -1))
+        class_logits = nn.Dense(self.num_classes, name="class_head")(h)
+        source_logit = nn.Dense(1, name="source_head")(h)
+        return class_logits, jnp.squeeze(source_logit, -1)
+
+
+def make_discriminator(model_cfg, num_classes: int) -> ACDiscriminator:
+    """An ACDiscriminator whose body is ``robustjax.models.make(model_cfg, num_classes=0)``.
+
+    Args:
+      model_cfg: the ``config.model`` section (name, width, activation, ...).
+      num_classes: classes of the ``D_c`` head.
+    """
+    from robustjax import models  # imported here: robustjax/models/__init__.py may import this module
+
+    return ACDiscriminator(body=models.make(model_cfg, 0), num_classes=int(num_classes))
+
+
+__all__ = ["ACDiscriminator", "make_discriminator"]
