@@ -259,13 +259,13 @@ def _torchattacks_pgd(params, x, y, steps):
             return self.d2(torch.relu(self.d1(z)))
 
     net = LeNet().eval()
-    t = lambda a: torch.from_numpy(np.asarray(a)).float()
+    t = lambda a: torch.from_numpy(np.array(a, dtype=np.float32))
     with torch.no_grad():
         net.c1.weight.copy_(t(params["c1"]).permute(3, 2, 0, 1)); net.c1.bias.copy_(t(params["b1"]))
         net.c2.weight.copy_(t(params["c2"]).permute(3, 2, 0, 1)); net.c2.bias.copy_(t(params["b2"]))
         net.d1.weight.copy_(t(params["d1"]).T); net.d1.bias.copy_(t(params["e1"]))
         net.d2.weight.copy_(t(params["d2"]).T); net.d2.bias.copy_(t(params["e2"]))
-    xt, yt = t(x).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(np.asarray(y)).long()
+    xt, yt = t(x).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(np.array(y)).long()
     with torch.no_grad():
         diff = np.abs(net(xt).numpy() - np.asarray(lenet(params, x))).max()
     assert diff < 1e-3, f"torch copy of the LeNet disagrees with the JAX one by {diff}"

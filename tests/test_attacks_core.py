@@ -185,8 +185,8 @@ def test_canonicalize_convs_keeps_numbers(conv_loop):
     canon = jax.jit(lambda x: jax.lax.fori_loop(0, 3, core.canonicalize_convs(body), x))
     np.testing.assert_allclose(canon(x), plain(x), atol=1e-6)
     # and under vmap (batches of one)
-    vm = jax.vmap(lambda xi: core.canonicalize_convs(body)(0, xi[None])[0])(x)
-    np.testing.assert_allclose(vm, jax.vmap(lambda xi: body(0, xi[None])[0])(x), atol=1e-6)
+    vm = jax.jit(jax.vmap(lambda xi: core.canonicalize_convs(body)(0, xi[None])[0]))(x)
+    np.testing.assert_allclose(vm, jax.jit(jax.vmap(lambda xi: body(0, xi[None])[0]))(x), atol=1e-6)
 
 
 def test_canonicalize_convs_emits_only_canonical_convs_in_loops(conv_loop):

@@ -106,7 +106,7 @@ def test_same_key_same_result_and_jit_equals_eager(name, jitted, data, mlp):
     np.testing.assert_allclose(fn(mlp, x, y, key), a, atol=1e-5)
 
 
-@pytest.mark.parametrize("name", ["fgsm", "rand_fgsm", "pgd_linf", "pgd_l2", "pgd_unrolled", "mim_linf"])
+@pytest.mark.parametrize("name", sorted(ATTACKS))
 def test_vmap_over_batches(name, data, mlp):
     x, y = data
     fn = functools.partial(ATTACKS[name][0], mlp)
@@ -190,8 +190,9 @@ def test_restarts_keep_each_examples_worst_case(data, mlp):
     x, y = data
     key = jax.random.key(11)
     kw = dict(eps=0.3, step_size=0.02, num_steps=3, loss="margin")
-    best = attacks.pgd(mlp, x, y, key, restarts=4, **kw)
-    runs = [attacks.pgd(mlp, x, y, jax.random.fold_in(key, i), **kw) for i in range(4)]
+    best = jax.jit(lambda k: attacks.pgd(mlp, x, y, k, restarts=4, **kw))(key)
+    single = jax.jit(lambda k: attacks.pgd(mlp, x, y, k, **kw))
+    runs = [single(jax.random.fold_in(key, i)) for i in range(4)]
     objs = np.stack([attacks.margin_loss(mlp(r), y) for r in runs])           # [R, B]
     fooled = np.stack([attacks.is_success(mlp(r), y) for r in runs])
     best_obj = attacks.margin_loss(mlp(best), y)
@@ -316,9 +317,10 @@ def test_minimal_fgsm_matches_closed_form(two_class):
 
 def test_minimal_fgsm_zero_when_misclassified_and_inf_when_out_of_reach(two_class):
     f, x, y, exact = two_class
-    eps = attacks.minimal_fgsm(f, x, y, eps_max=0.2, num_grid=4, num_bisection=4)
+    search = jax.jit(functools.partial(attacks.minimal_fgsm, f, eps_max=0.2, num_grid=4, num_bisection=4))
+    eps = search(x, y)
     assert np.all(np.isinf(eps[exact > 0.2])) and np.all(np.isfinite(eps[exact <= 0.2]))
-    np.testing.assert_array_equal(attacks.minimal_fgsm(f, x, 1 - y, eps_max=0.2), np.zeros(B))
+    np.testing.assert_array_equal(search(x, 1 - y), np.zeros(B))
 
 
 def test_minimal_eps_with_fgsm_agrees_with_closed_form(two_class):
@@ -340,3 +342,17 @@ def test_minimal_eps_with_pgd_inf_when_out_of_reach(two_class):
     np.testing.assert_allclose(eps[fin], exact[fin], atol=0.2 / 2 ** 8 + 1e-5)
     with pytest.raises(ValueError, match="eps_lo < eps_hi"):
         attacks.minimal_eps(pgd5, f, x, y, jax.random.key(0), eps_hi=0.1, eps_lo=0.2)
+
+
+def test_minimal_searches_under_vmap(two_class):
+    f, x, y, exact = two_class
+    lin = f  # its offsets follow the position in the batch: the same for both halves, which is all we need
+    xs, ys = x.reshape(2, B // 2, H, W, C), y.reshape(2, B // 2)
+    one = jax.jit(functools.partial(attacks.minimal_fgsm, lin, eps_max=0.5, num_grid=4, num_bisection=4))
+    per_batch = jnp.stack([one(xs[0], ys[0]), one(xs[1], ys[1])])
+    assert np.all(np.isfinite(per_batch)) and np.all(per_batch > 0)  # a non-trivial search
+    np.testing.assert_allclose(jax.vmap(one)(xs, ys), per_batch)
+    search = jax.jit(functools.partial(attacks.minimal_eps, attacks.fgsm, lin, eps_hi=0.5, num_steps=4))
+    keys = jax.random.split(jax.random.key(0), 2)
+    np.testing.assert_allclose(jax.vmap(search)(xs, ys, keys),
+                               jnp.stack([search(xs[0], ys[0], keys[0]), search(xs[1], ys[1], keys[1])]))
