@@ -11,6 +11,7 @@ default [0, 1]; ``stop_gradient`` of the adversarial batch). See ``core`` for lo
 from robustjax.attacks.core import (
     LOSSES,
     NORMS,
+    canonicalize_convs,
     ce_loss,
     clip_box,
     dlr_loss,
@@ -34,6 +35,7 @@ __all__ = [
     "LOSSES",
     "NORMS",
     "bim",
+    "canonicalize_convs",
     "ce_loss",
     "clip_box",
     "dlr_loss",

@@ -22,8 +22,9 @@ import numpy as np
 from robustjax.attacks import core
 from robustjax.types import Array, LogitsFn, LossFn, PRNGKey
 
-# Loop form for the iterative attacks: ``None`` = fully unrolled inside the jit when num_steps <= this,
-# otherwise ``lax.fori_loop`` with ``unroll=DEFAULT_UNROLL``. See docs/attack_speed_notes.md.
+# Loop form for the iterative attacks when ``unroll=None``: ``lax.fori_loop`` with this unroll factor and
+# the body wrapped in ``core.canonicalize_convs``. With canonical convolutions fori_loop, scan, full
+# unrolling and a Python loop ran equally fast, and fori_loop compiled fastest (docs/attack_speed_notes.md).
 DEFAULT_UNROLL = 1
 
 
