@@ -281,7 +281,8 @@ class Parts:
       loss_net: the loss network module (a classifier).
       hparams: the checked ``config.defense`` (see :data:`DEFAULTS`).
       init: ``(key, batch) -> state``.
-      adversarial_examples: ``(state, x, y, key, eps) -> x_adv`` (PGD against D_c(G(.)), eval mode).
+      adversarial_examples: ``(state, x, y, key, eps) -> x_adv``: PGD against D_c(G(.)) in eval mode,
+        its step size ``pgd_step_size * eps / eps_t`` (the configured one at ``eps = eps_t``).
       d_step: ``(state, x, x_in, y, key) -> (state, metrics)``; ``x`` clean, ``x_in`` G's input.
       g_step: ``(state, x, x_in, y, key, l_a) -> (state, metrics)``; ``l_a`` only enters the reported loss.
       atgan_step: the ``atgan`` phase's train step.
