@@ -127,3 +127,14 @@ def test_autoattack_errors(mlp, data):
         attacks.autoattack(mlp, x, y, key, eps=EPS, norm="l1")
     with pytest.raises(ValueError, match="labels"):
         attacks.autoattack(mlp, x, y + K, key, eps=EPS)
+
+
+def test_vmap_over_batches(mlp, data):
+    x, y = data
+    attack = functools.partial(attacks.autoattack, mlp, eps=EPS, attacks=("apgd-ce", "square"), num_steps=3,
+                               num_queries=10)
+    key = jax.random.key(1)
+    single = jax.jit(attack)(x[:8], y[:8], key)
+    stacked = jax.jit(jax.vmap(attack, in_axes=(0, 0, None)))(x.reshape(2, 8, H, W, C), y.reshape(2, 8), key)
+    np.testing.assert_allclose(stacked[0], single, atol=1e-5)
+    assert np.all(np.asarray(attacks.lp_norm(stacked[1] - x[8:], "linf")) <= EPS + 1e-6)

@@ -279,3 +279,20 @@ def test_fab_errors(mlp, data):
         fab_lib.fab(mlp, x, y, None, targeted=True, num_targets=3)
     with pytest.raises(ValueError, match="finite"):
         fab_lib.fab(mlp, x.at[0, 0, 0, 0].set(jnp.nan), y, None)
+
+
+@pytest.mark.parametrize("name", ["apgd", "fab", "square"])
+def test_per_example_eps_is_traced(name, mlp, data):
+    """eps is a traced [B] argument: one compiled function serves every radius, each example its own."""
+    x = data
+    y = _labels(mlp, x)
+    fn = {"apgd": functools.partial(apgd_lib.apgd, num_steps=5),
+          "fab": functools.partial(fab_lib.fab, num_steps=5),
+          "square": functools.partial(square_lib.square, num_queries=20)}[name]
+    run = jax.jit(lambda x_, y_, k, eps: fn(mlp, x_, y_, k, eps=eps))
+    eps = jnp.linspace(0.0, 0.1, B)
+    x_adv = run(x, y, jax.random.key(0), eps)
+    assert np.all(np.asarray(attacks.lp_norm(x_adv - x, "linf")) <= np.asarray(eps) + 1e-6)
+    np.testing.assert_array_equal(np.asarray(x_adv[0]), np.asarray(x[0]))  # eps = 0: untouched
+    run(x, y, jax.random.key(0), eps * 0.5)
+    assert run._cache_size() == 1
