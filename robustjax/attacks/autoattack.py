@@ -36,7 +36,7 @@ def _component(name: str, version: str, *, eps, norm, num_steps, num_queries, nu
                stochastic, bounds):
     """``(logits_fn, x, y, key) -> x_adv`` for one named component with the version's settings."""
     plus = version == "plus"
-    eot_iter = 20 if version == "rand" else 1
+    eot_iter = 20 if (version == "rand" and stochastic) else 1  # EOT draws of a deterministic model are equal
     many = restarts if restarts is not None else (5 if plus else 1)
     common = dict(eps=eps, norm=norm, bounds=bounds)
     if name == "apgd-ce":
@@ -84,7 +84,8 @@ def autoattack(
       * ``"plus"``: APGD-CE and APGD-DLR (5 restarts each), FAB (untargeted, 5 restarts), Square,
         APGD-T, FAB-T.
       * ``"rand"`` (randomised defenses): APGD-CE and APGD-DLR with 20 EOT draws per gradient; pass
-        ``stochastic=True`` and a ``logits_fn(x, key)`` for the draws to differ.
+        ``stochastic=True`` and a ``logits_fn(x, key)`` for the draws to differ (with a deterministic
+        ``logits_fn`` the draws would all be equal, so a single one is used).
 
     With ``K`` classes, the targeted components use ``min(num_targets, K - 1)`` targets; APGD-DLR needs
     ``K >= 3`` and APGD-T ``K >= 4``.
