@@ -138,3 +138,17 @@ def test_vmap_over_batches(mlp, data):
     stacked = jax.jit(jax.vmap(attack, in_axes=(0, 0, None)))(x.reshape(2, 8, H, W, C), y.reshape(2, 8), key)
     np.testing.assert_allclose(stacked[0], single, atol=1e-5)
     assert np.all(np.asarray(attacks.lp_norm(stacked[1] - x[8:], "linf")) <= EPS + 1e-6)
+
+
+def test_chunked_ensemble(mlp, data, results):
+    """chunk_size sorts the robust examples first and skips chunks with none left: same guarantees."""
+    x, y = data
+    key = jax.random.key(0)
+    x_adv = jax.jit(functools.partial(attacks.autoattack, mlp, eps=EPS, chunk_size=5, **BUDGET))(x, y, key)
+    robust = _robust(mlp, x_adv, y)
+    assert np.all(np.asarray(attacks.lp_norm(x_adv - x, "linf")) <= EPS + 1e-6)
+    unchanged = np.all(np.asarray(x_adv == x), axis=(1, 2, 3))
+    assert np.all(unchanged[robust]) and np.all(unchanged[:2])
+    assert abs(robust.mean() - results["linf"]["all"].mean()) <= 2 / B  # as strong, up to random draws
+    with pytest.raises(ValueError, match="chunk_size"):
+        attacks.autoattack(mlp, x, y, key, eps=EPS, chunk_size=0)

@@ -32,13 +32,13 @@ VERSIONS = {
 }
 
 
-def _component(name: str, version: str, *, eps, norm, num_steps, num_queries, num_targets, restarts,
-               stochastic, bounds):
-    """``(logits_fn, x, y, key) -> x_adv`` for one named component with the version's settings."""
+def _component(name: str, version: str, *, norm, num_steps, num_queries, num_targets, restarts, stochastic,
+               bounds):
+    """``(logits_fn, x, y, key, eps=...) -> x_adv`` for one named component with the version's settings."""
     plus = version == "plus"
     eot_iter = 20 if (version == "rand" and stochastic) else 1  # EOT draws of a deterministic model are equal
     many = restarts if restarts is not None else (5 if plus else 1)
-    common = dict(eps=eps, norm=norm, bounds=bounds)
+    common = dict(norm=norm, bounds=bounds)
     if name == "apgd-ce":
         kw = dict(loss="ce", num_steps=num_steps, restarts=many, eot_iter=eot_iter, stochastic=stochastic)
         return functools.partial(apgd, **common, **kw)
@@ -74,6 +74,7 @@ def autoattack(
     num_targets: int = 9,
     restarts: int | None = None,
     stochastic: bool = False,
+    chunk_size: int | None = None,
     bounds: tuple[float, float] = (0.0, 1.0),
 ) -> Array:
     """AutoAttack: APGD-CE, APGD-T, FAB-T and Square (``version="standard"``), each on what is left.
@@ -106,6 +107,11 @@ def autoattack(
       num_targets: target classes of APGD-T and FAB-T (9 in the paper).
       restarts: override every component's number of restarts (default: the version's).
       stochastic: the model is randomised (only the APGD components support it).
+      chunk_size: ``None`` (default) runs every component on the whole batch and skips it only when no
+        example is left. An int sorts the still-robust examples first, splits the batch into chunks of
+        this size (``lax.map``) and skips every chunk without a robust example, so later components cost
+        about what is left (like the reference implementation). The random draws then depend on the
+        order, so the result differs from the unchunked one (not its strength) (static).
       bounds: pixel range ``(lo, hi)``.
 
     Returns:
@@ -133,23 +139,48 @@ def autoattack(
         raise ValueError("autoattack: eps must be finite.")
     y = y.astype(jnp.int32)
 
+    if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
+        raise ValueError(f"autoattack: chunk_size must be a positive int or None, got {chunk_size!r}.")
+    batch = x.shape[0]
+    eps_b = jnp.broadcast_to(jnp.asarray(eps, x.dtype), (batch,))
+    chunked = chunk_size is not None and chunk_size < batch
+    num_chunks = -(-batch // chunk_size) if chunked else 1
+    pad = num_chunks * chunk_size - batch if chunked else 0
+
     robust = jnp.argmax(plain_logits_fn(x), axis=-1) == y
     x_adv = x
     for name in names:
-        attack = _component(name, version, eps=eps, norm=norm, num_steps=num_steps, num_queries=num_queries,
+        attack = _component(name, version, norm=norm, num_steps=num_steps, num_queries=num_queries,
                             num_targets=num_targets, restarts=restarts, stochastic=stochastic, bounds=bounds)
         k = jax.random.fold_in(key, COMPONENTS.index(name))
 
-        def run(operand, attack=attack, k=k):
-            x_, y_ = operand
-            x_new = attack(logits_fn, x_, y_, k)
+        def run(operand, attack=attack):
+            x_, y_, eps_, k_, _ = operand
+            x_new = attack(logits_fn, x_, y_, k_, eps=eps_)
             return x_new, jnp.argmax(plain_logits_fn(x_new), axis=-1) != y_
 
         def skip(operand):
-            x_, y_ = operand
+            x_, y_, *_ = operand
             return x_, jnp.zeros(y_.shape, bool)
 
-        x_new, fooled = jax.lax.cond(jnp.any(robust), run, skip, (x, y))
+        def guarded(operand):
+            return jax.lax.cond(jnp.any(operand[-1]), run, skip, operand)
+
+        if not chunked:
+            x_new, fooled = guarded((x, y, eps_b, k, robust))
+        else:
+            order = jnp.argsort(~robust, stable=True)  # still-robust examples first
+            idx = jnp.concatenate([order, jnp.full((pad,), order[-1])])
+            live = jnp.concatenate([robust[order], jnp.zeros((pad,), bool)])
+
+            def split(v):
+                return v.reshape((num_chunks, chunk_size) + v.shape[1:])
+
+            operands = (split(x[idx]), split(y[idx]), split(eps_b[idx]), jax.random.split(k, num_chunks),
+                        split(live))
+            x_sorted, fooled_sorted = jax.lax.map(guarded, operands)
+            x_new = jnp.zeros_like(x).at[order].set(x_sorted.reshape((-1,) + x.shape[1:])[:batch])
+            fooled = jnp.zeros_like(robust).at[order].set(fooled_sorted.reshape(-1)[:batch])
         newly = robust & fooled
         x_adv = jnp.where(core.per_example(newly, x), x_new, x_adv)
         robust = robust & ~fooled
