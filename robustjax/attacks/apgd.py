@@ -93,7 +93,8 @@ def _apgd_run(logits_fn, x, eps, key, obj_fn, success_fn, *, norm, num_steps, rh
         # Expectation over transformation: average objective, logits and gradient over eot_iter draws.
         keys = jax.random.split(k, eot_iter)
         acc = jax.lax.fori_loop(
-            1, eot_iter, lambda e, acc: jax.tree_util.tree_map(jnp.add, acc, one(keys[e])), one(keys[0]))
+            1, eot_iter, core.canonicalize_convs(lambda e, acc: jax.tree_util.tree_map(jnp.add, acc, one(keys[e]))),
+            one(keys[0]))
         o, z, g = jax.tree_util.tree_map(lambda v: v / eot_iter, acc)
         return o, success_fn(z), g
 
@@ -149,7 +150,7 @@ def _apgd_run(logits_fn, x, eps, key, obj_fn, success_fn, *, norm, num_steps, rh
             reduced_last=jnp.where(at_ck, reduce, s["reduced_last"]),
         )
 
-    s = jax.lax.fori_loop(0, num_steps, body, state)
+    s = jax.lax.fori_loop(0, num_steps, core.canonicalize_convs(body), state)
     x_out = jnp.where(ex(s["found"]), s["x_adv"], s["x_max"])
     best = jnp.where(s["found"], s["o_adv"], s["o_max"])
     return x_out, s["found"], best
@@ -283,5 +284,5 @@ def apgd(
         return x_out, found | found_r, jnp.where(take, best_r, best)
 
     init = (x, found0, jnp.full(y.shape, -jnp.inf, logits0.dtype))
-    x_out, _, _ = jax.lax.fori_loop(0, num_runs, outer, init)
+    x_out, _, _ = jax.lax.fori_loop(0, num_runs, core.canonicalize_convs(outer), init)
     return jax.lax.stop_gradient(x_out)

@@ -237,7 +237,7 @@ def fab(
             x_i = jnp.where(adv[:, None], (1 - beta) * xf + beta * x_new, x_new)
             return x_i, x_out, best
 
-        _, x_out, best = jax.lax.fori_loop(0, num_steps, body, (x_start, x_out, best))
+        _, x_out, best = jax.lax.fori_loop(0, num_steps, core.canonicalize_convs(body), (x_start, x_out, best))
         return x_out, best
 
     def outer(r, carry):
@@ -253,6 +253,6 @@ def fab(
         return run(x_start, target, x_out, best)
 
     best0 = jnp.where(found0, 0.0, jnp.inf).astype(x.dtype)
-    x_out, best = jax.lax.fori_loop(0, restarts * n_t, outer, (xf, best0))
+    x_out, best = jax.lax.fori_loop(0, restarts * n_t, core.canonicalize_convs(outer), (xf, best0))
     x_adv = jnp.where((best <= eps_b)[:, None], x_out, xf).reshape(x.shape)
     return jax.lax.stop_gradient(x_adv)

@@ -161,5 +161,5 @@ def jsma(
     xf0 = x.reshape(batch, n)
     domain0 = (xf0 < hi) if increase else (xf0 > lo)
     init = (jnp.asarray(0), xf0, domain0, jnp.ones((batch,), bool))
-    _, xf, _, _ = jax.lax.while_loop(cond, body, init)
+    _, xf, _, _ = jax.lax.while_loop(cond, core.canonicalize_convs(body), init)
     return jax.lax.stop_gradient(xf.reshape(x.shape))

@@ -126,7 +126,7 @@ def deepfool(
         return (i < num_steps) & jnp.any(active)
 
     active0 = jnp.ones(y.shape, bool)
-    _, _, x_adv, _ = jax.lax.while_loop(cond, body, (jnp.asarray(0), jnp.zeros_like(x), x, active0))
+    _, _, x_adv, _ = jax.lax.while_loop(cond, core.canonicalize_convs(body), (jnp.asarray(0), jnp.zeros_like(x), x, active0))
     return jax.lax.stop_gradient(x_adv)
 
 
@@ -248,7 +248,7 @@ def cw_l2(
             jnp.asarray(0), w0, opt.init(w0), best_l2, best_x, jnp.zeros((batch,), bool),
             jnp.full((batch,), jnp.inf, x.dtype), jnp.ones((batch,), bool),
         )
-        _, _, _, best_l2, best_x, found, _, _ = jax.lax.while_loop(inner_cond, inner_body, init)
+        _, _, _, best_l2, best_x, found, _, _ = jax.lax.while_loop(inner_cond, core.canonicalize_convs(inner_body), init)
 
         upper = jnp.where(found, jnp.minimum(upper, const), upper)
         lower = jnp.where(found, lower, jnp.maximum(lower, const))
@@ -259,5 +259,5 @@ def cw_l2(
         jnp.zeros((batch,), x.dtype), jnp.full((batch,), 1e10, x.dtype),
         jnp.full((batch,), initial_const, x.dtype), jnp.full((batch,), jnp.inf, x.dtype), x,
     )
-    *_, best_x = jax.lax.fori_loop(0, binary_search_steps, outer, init)
+    *_, best_x = jax.lax.fori_loop(0, binary_search_steps, core.canonicalize_convs(outer), init)
     return jax.lax.stop_gradient(best_x)
