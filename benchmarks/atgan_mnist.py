@@ -10,7 +10,7 @@ the plain CNN trained here (``loss_net_workdir``), so it costs nothing extra.
 
 Evaluation: PGD-40 (step 0.01, random start; the paper's protocol) at eps_i in {0, 0.1, ..., 0.5} on the
 first ``--eval`` test images, attacking each model end to end (ATGAN: D_c(G(x))). Then the obfuscated-
-gradient checks of the paper's Table 5 on each ATGAN model: PGD-1000 within 2 points of PGD-40 at
+gradient checks of the paper's Table 5 on each ATGAN model (and, as a control, on each PGD-AT model): PGD-1000 within 2 points of PGD-40 at
 eps_t, and unconstrained PGD (eps = inf, 100 steps of 0.01, no random start) below 2% accuracy.
 
 Runs whose ``results.json`` exists are not run again (delete the folder to redo one). Writes
@@ -131,10 +131,11 @@ def main():
         entry = {"clean": res["clean_accuracy"], "curve": res["curves"]["pgd40"]["points"],
                  "fgsm_0.3": res["attacks"]["fgsm_0p3"]["robust_accuracy"],
                  "train_seconds": res["info"]["train_seconds"], "steps": res["info"]["steps"]}
-        if name.startswith("atgan"):
+        if name != "plain":  # ATGAN, and PGD-AT as the control trained with the same budget
             obf_path = os.path.join(workdir, "obfuscation.json")
             if not os.path.exists(obf_path):
-                obf = obfuscation_checks(workdir, config, config.defense.eps_t, a.obf_eval)
+                eps = config.defense.eps_t if name.startswith("atgan") else config.defense.eps
+                obf = obfuscation_checks(workdir, config, eps, a.obf_eval)
                 json.dump(obf, open(obf_path, "w"), indent=2)
             entry["obfuscation"] = json.load(open(obf_path))
         summary["runs"][name] = entry
