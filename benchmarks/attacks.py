@@ -1,0 +1,316 @@
+"""Attack speed: images/second of robustjax, torchattacks and foolbox on identical weights, in one run.
+
+    python benchmarks/attacks.py --quick                   # batch 16, 2 repeats, tiny budgets: a smoke run
+    python benchmarks/attacks.py --write                   # batch 128, the table in docs/benchmarks.md
+    python benchmarks/attacks.py --models lenet --attacks pgd40 --repeats 7
+
+Models (``common.py``): GanDef's LeNet trained on real MNIST, and a CIFAR-10 CNN (ConvPool-CNN-C at width
+0.25 with 2x2 pools) trained briefly (3 epochs) on the 10,000-image CIFAR-10 subset. Inputs: the first
+``--batch`` test images of each dataset.
+
+Attacks and budgets (identical for every library):
+
+* FGSM; PGD-40 (L-inf, random start; LeNet eps 0.3 step 0.01, CIFAR eps 8/255 step 2/255);
+* C&W L2: 1 binary-search step (c = 1 fixed) x 100 Adam steps, lr 0.01, early abort off where the library
+  allows it (torchattacks' CW always stops when its summed cost rises at a tenth-of-budget check: the
+  number of steps it really ran is counted and printed);
+* APGD-CE, 100 steps, 1 restart (robustjax and torchattacks; foolbox has none) and AutoAttack standard
+  (robustjax and torchattacks) at the PGD eps.
+
+Protocol: robustjax functions are jitted once with the params as a jit argument, run once to compile
+(excluded), and timed with ``block_until_ready``; torchattacks and foolbox run a warm-up call too. Each
+measurement is the median of ``--repeats`` timed calls, the libraries interleaved round-robin so that load
+from other processes spreads evenly. torch uses ``set_num_threads(2)``; XLA uses both cores by default.
+foolbox is run twice: on the JAX model itself (``foolbox-jax``, one jitted model call per step, gradients
+through it) and on the PyTorch twin (``foolbox-torch``).
+
+Loop overhead: robustjax PGD-K time / (K x the time of one jitted input gradient of the CE loss on the same
+batch) for K = 40; the target (issue 3) is <= 1.05.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+
+from robustjax import attacks  # noqa: E402
+
+ATTACKS = ("fgsm", "pgd40", "cw", "apgd", "autoattack")
+LIBS = ("robustjax", "torchattacks", "foolbox-jax", "foolbox-torch")
+EPS = {"lenet": (0.3, 0.01), "cifar_cnn": (8 / 255, 2 / 255)}
+
+
+class CountingModule:
+    """Wraps a torch module and counts forward calls (to see how many C&W steps torchattacks ran)."""
+
+    def __new__(cls, module):
+        torch = common._torch()
+
+        class _Counting(torch.nn.Module):
+            def __init__(self, inner):
+                super().__init__()
+                self.inner = inner
+                self.calls = 0
+
+            def forward(self, x):
+                self.calls += 1
+                return self.inner(x)
+
+        return _Counting(module).eval()
+
+
+def build_runners(b: common.Bundle, x: np.ndarray, y: np.ndarray, attack: str, budget: dict, libs):
+    """{lib: zero-argument callable that runs the attack on the batch and blocks until it is done}."""
+    import foolbox as fb
+    import torchattacks
+
+    torch = common._torch()
+    eps, step = EPS[b.name]
+    xj, yj = jnp.asarray(x), jnp.asarray(y)
+    xt, yt = torch.from_numpy(common.nchw(x)), torch.from_numpy(y.astype(np.int64))
+    key = jax.random.PRNGKey(0)
+    k_pgd, k_cw, k_apgd = budget["pgd_steps"], budget["cw_steps"], budget["apgd_steps"]
+    runners, notes = {}, {}
+
+    def jitted(fn, **kw):
+        f = jax.jit(lambda p, xx, yy, kk: fn(b.logits_fn(p), xx, yy, kk, **kw))
+        return lambda: jax.block_until_ready(f(b.params, xj, yj, key))
+
+    def torch_run(atk):
+        def run():
+            with torch.enable_grad():
+                return atk(xt, yt)
+        return run
+
+    fmodels = {}
+    if "foolbox-jax" in libs:
+        fmodels["foolbox-jax"] = (fb.JAXModel(jax.jit(lambda xx: b.model.apply({"params": b.params}, xx)),
+                                              bounds=(0, 1)), xj, yj)
+    if "foolbox-torch" in libs:
+        fmodels["foolbox-torch"] = (fb.PyTorchModel(b.torch_model, bounds=(0, 1)), xt, yt)
+
+    def fb_run(fbattack, epsilons):
+        out = {}
+        for name, (fm, xi, yi) in fmodels.items():
+            def run(fm=fm, xi=xi, yi=yi):
+                _, clipped, _ = fbattack(fm, xi, yi, epsilons=epsilons)
+                return jax.block_until_ready(clipped) if name == "foolbox-jax" else clipped
+            out[name] = run
+        return out
+
+    if attack == "fgsm":
+        runners["robustjax"] = jitted(attacks.fgsm, eps=eps)
+        runners["torchattacks"] = torch_run(torchattacks.FGSM(b.torch_model, eps=eps))
+        runners.update(fb_run(fb.attacks.FGSM(), eps))
+    elif attack == "pgd40":
+        runners["robustjax"] = jitted(attacks.pgd, eps=eps, step_size=step, num_steps=k_pgd, random_start=True)
+        runners["torchattacks"] = torch_run(torchattacks.PGD(b.torch_model, eps=eps, alpha=step, steps=k_pgd,
+                                                             random_start=True))
+        runners.update(fb_run(fb.attacks.LinfPGD(abs_stepsize=step, steps=k_pgd, random_start=True), eps))
+    elif attack == "cw":
+        runners["robustjax"] = jitted(attacks.cw_l2, confidence=0.0, initial_const=1.0, binary_search_steps=1,
+                                      num_steps=k_cw, learning_rate=0.01, abort_early=False)
+        counted = CountingModule(b.torch_model)
+        ta = torchattacks.CW(counted, c=1.0, kappa=0.0, steps=k_cw, lr=0.01)
+
+        def ta_run():
+            counted.calls = 0
+            with torch.enable_grad():
+                out = ta(xt, yt)
+            notes["torchattacks"] = f"{counted.calls - 1} of {k_cw} steps"  # -1: torchattacks' own label check
+            return out
+
+        runners["torchattacks"] = ta_run
+        runners.update(fb_run(fb.attacks.L2CarliniWagnerAttack(
+            binary_search_steps=1, steps=k_cw, stepsize=0.01, confidence=0.0, initial_const=1.0,
+            abort_early=False), None))
+    elif attack == "apgd":
+        runners["robustjax"] = jitted(attacks.apgd, eps=eps, norm="linf", num_steps=k_apgd, loss="ce",
+                                      restarts=1)
+        runners["torchattacks"] = torch_run(torchattacks.APGD(b.torch_model, norm="Linf", eps=eps,
+                                                              steps=k_apgd, n_restarts=1, seed=0, loss="ce"))
+    elif attack == "autoattack":
+        q = budget["aa_queries"]
+        runners["robustjax"] = jitted(attacks.autoattack, eps=eps, norm="linf", version="standard",
+                                      num_steps=k_apgd, num_queries=q)
+        if (k_apgd, q) == (100, 5000):
+            ta = torchattacks.AutoAttack(b.torch_model, norm="Linf", eps=eps, version="standard", n_classes=10,
+                                         seed=0)
+        else:
+            m = b.torch_model
+            ta = torchattacks.MultiAttack([
+                torchattacks.APGD(m, norm="Linf", eps=eps, steps=k_apgd, n_restarts=1, seed=0, loss="ce"),
+                torchattacks.APGDT(m, norm="Linf", eps=eps, steps=k_apgd, n_restarts=1, seed=0, n_classes=10),
+                torchattacks.FAB(m, norm="Linf", eps=eps, steps=k_apgd, n_restarts=1, seed=0,
+                                 multi_targeted=True, n_classes=10),
+                torchattacks.Square(m, norm="Linf", eps=eps, n_queries=q, n_restarts=1, seed=0),
+            ])
+        runners["torchattacks"] = torch_run(ta)
+    else:
+        raise ValueError(f"unknown attack {attack!r}; choose from {ATTACKS}")
+    return {k: v for k, v in runners.items() if k in libs}, notes
+
+
+def interleaved(runners: dict, repeats: int) -> dict[str, tuple[float, list[float]]]:
+    """Warm-up every runner once, then ``repeats`` round-robin timed calls; returns lib -> (median, all)."""
+    times = {k: [] for k in runners}
+    for fn in runners.values():
+        fn()
+    for _ in range(repeats):
+        for k, fn in runners.items():
+            t0 = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t0)
+    return {k: (float(np.median(v)), v) for k, v in times.items()}
+
+
+def loop_overhead(b: common.Bundle, x, y, k: int, repeats: int) -> dict:
+    """PGD-K time / (K x one jitted input-gradient time), both interleaved; plus the two times."""
+    eps, step = EPS[b.name]
+    xj, yj = jnp.asarray(x), jnp.asarray(y)
+    key = jax.random.PRNGKey(0)
+    grad = jax.jit(lambda p, xx, yy: attacks.input_gradient(b.logits_fn(p), "ce")(xx, yy))
+    pgd = jax.jit(lambda p, xx, yy, kk: attacks.pgd(b.logits_fn(p), xx, yy, kk, eps=eps, step_size=step,
+                                                     num_steps=k, random_start=True))
+    res = interleaved({
+        "grad": lambda: jax.block_until_ready(grad(b.params, xj, yj)),
+        "pgd": lambda: jax.block_until_ready(pgd(b.params, xj, yj, key)),
+    }, repeats)
+    g, p = res["grad"][0], res["pgd"][0]
+    return {"grad_ms": 1e3 * g, "pgd_s": p, "ratio": p / (k * g)}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", default="lenet,cifar_cnn")
+    p.add_argument("--attacks", default=",".join(ATTACKS))
+    p.add_argument("--libs", default=",".join(LIBS))
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--aa-repeats", type=int, default=3, help="repeats for AutoAttack (slow)")
+    p.add_argument("--quick", action="store_true", help="batch 16, 2 repeats, tiny budgets (smoke run)")
+    p.add_argument("--write", action="store_true", help="write the section into docs/benchmarks.md")
+    args = p.parse_args(argv)
+    budget = dict(pgd_steps=40, cw_steps=100, apgd_steps=100, aa_queries=5000)
+    if args.quick:
+        args.batch, args.repeats, args.aa_repeats = 16, 2, 1
+        budget = dict(pgd_steps=5, cw_steps=10, apgd_steps=10, aa_queries=50)
+    model_names = [m for m in args.models.split(",") if m]
+    attack_names = [a for a in args.attacks.split(",") if a]
+    libs = [lib for lib in args.libs.split(",") if lib]
+    for a in attack_names:
+        if a not in ATTACKS:
+            p.error(f"--attacks: unknown {a!r}; choose from {ATTACKS}")
+    for lib in libs:
+        if lib not in LIBS:
+            p.error(f"--libs: unknown {lib!r}; choose from {LIBS}")
+
+    load_start = common.loadavg()
+    t_start = time.perf_counter()
+    rows, overhead_rows, printed = [], [], []
+    for mname in model_names:
+        b = common.load(mname)
+        x, y = common.load_test(b.data, args.batch)
+        eps, step = EPS[mname]
+        for attack in attack_names:
+            runners, notes = build_runners(b, x, y, attack, budget, libs)
+            reps = args.aa_repeats if attack == "autoattack" else args.repeats
+            res = interleaved(runners, reps)
+            ips = {lib: args.batch / t for lib, (t, _) in res.items()}
+            line = (f"{mname} {attack}: " + ", ".join(f"{lib} {v:.1f} img/s" for lib, v in ips.items())
+                    + (f" ({notes})" if notes else "") + f"  [load {common.loadavg()}]")
+            print(line, flush=True)
+            printed.append(line)
+            rows.append((mname, attack, ips, {lib: t for lib, (t, _) in res.items()}, notes))
+        if "pgd40" in attack_names:
+            k = budget["pgd_steps"]
+            ov = loop_overhead(b, x, y, k, args.repeats)
+            line = (f"{mname} loop overhead: PGD-{k} {ov['pgd_s']:.3f}s, one input gradient {ov['grad_ms']:.1f} ms,"
+                    f" ratio {ov['ratio']:.3f}")
+            print(line, flush=True)
+            overhead_rows.append((mname, k, ov))
+    total = time.perf_counter() - t_start
+
+    names = {"fgsm": "FGSM", "pgd40": f"PGD-{budget['pgd_steps']}",
+             "cw": f"C&W L2 (1 x {budget['cw_steps']})", "apgd": f"APGD-CE ({budget['apgd_steps']} steps)",
+             "autoattack": "AutoAttack (standard)"}
+    table_rows = []
+    for mname, attack, ips, secs, notes in rows:
+        cells = []
+        for lib in libs:
+            if lib in ips:
+                cell = f"{ips[lib]:.1f}"
+                if lib in notes:
+                    cell += f" ({notes[lib]})"
+                cells.append(cell)
+            else:
+                cells.append("-")
+        ratio = ips["robustjax"] / ips["torchattacks"] if "robustjax" in ips and "torchattacks" in ips else float("nan")
+        table_rows.append([mname, names[attack]] + cells + [f"{ratio:.2f}"])
+    table = common.md_table(["model", "attack"] + list(libs) + ["robustjax / torchattacks"], table_rows)
+    ov_table = common.md_table(
+        ["model", "K", "PGD-K (s)", "one input gradient (ms)", "PGD-K / (K x gradient)"],
+        [[m, k, f"{ov['pgd_s']:.3f}", f"{ov['grad_ms']:.1f}", f"{ov['ratio']:.3f}"] for m, k, ov in overhead_rows])
+    print()
+    print(table)
+    print()
+    print(ov_table)
+    verdicts = []
+    for mname, attack, ips, _, _ in rows:
+        if attack == "pgd40" and "robustjax" in ips and "torchattacks" in ips:
+            ok = ips["robustjax"] >= ips["torchattacks"]
+            verdicts.append(f"{mname}: robustjax PGD-{budget['pgd_steps']} {ips['robustjax']:.1f} vs torchattacks "
+                            f"{ips['torchattacks']:.1f} img/s -> {'holds' if ok else 'FAILS'}")
+        if attack == "pgd40" and "robustjax" in ips and "foolbox-jax" in ips:
+            verdicts.append(f"{mname}: robustjax PGD-{budget['pgd_steps']} is {ips['robustjax'] / ips['foolbox-jax']:.1f}x foolbox-jax"
+                            + (f", {ips['robustjax'] / ips['foolbox-torch']:.1f}x foolbox-torch"
+                               if "foolbox-torch" in ips else ""))
+    for m, k, ov in overhead_rows:
+        verdicts.append(f"{m}: loop overhead {ov['ratio']:.3f} -> {'holds' if ov['ratio'] <= 1.05 else 'FAILS'} (<= 1.05)")
+    print("\n".join(verdicts))
+
+    if args.write:
+        cmd = "python benchmarks/attacks.py " + " ".join(sys.argv[1:] if argv is None else argv)
+        eps_txt = "; ".join(f"{m}: eps {EPS[m][0]:.4g}, PGD step {EPS[m][1]:.4g}" for m in model_names)
+        body = "\n".join([
+            f"Images per second (higher is better), batch {args.batch}, CPU, median of {args.repeats} timed calls "
+            f"({args.aa_repeats} for AutoAttack) after one warm-up (compilation excluded), libraries interleaved. "
+            f"Identical weights (see `benchmarks/common.py`): GanDef's LeNet trained {common.LENET_EPOCHS} epochs "
+            "on real MNIST; the CIFAR-10 CNN is ConvPool-CNN-C at width 0.25 with 2x2 pools (24/48 channels), "
+            f"trained {common.CIFAR_EPOCHS} epochs on the 10k CIFAR-10 subset (37% clean accuracy: a speed "
+            f"model only). Budgets: {eps_txt}; PGD with random start; C&W 1 binary step (c = 1) x "
+            f"{budget['cw_steps']} Adam steps, no early abort where the library allows it (torchattacks' CW "
+            "always may stop early: its step count is shown); APGD-CE 100 steps, 1 restart; AutoAttack standard "
+            "(APGD-CE, APGD-T, FAB-T, Square 5000) at the PGD eps. foolbox-jax = foolbox on the JAX model "
+            "itself; foolbox-torch = foolbox on the PyTorch twin; foolbox has no APGD/AutoAttack.",
+            "",
+            *common.machine_lines(cmd),
+            f"- Load average (1, 5, 15 min) at the start: {load_start}; at the end: {common.loadavg()} "
+            f"(2 cores shared with other processes); total wall time {total / 60:.1f} min",
+            "",
+            table,
+            "",
+            "Loop overhead (robustjax PGD-K with random start vs K jitted CE input gradients on the same batch; "
+            "target <= 1.05):",
+            "",
+            ov_table,
+            "",
+            "Verdicts: " + "; ".join(verdicts) + ".",
+        ])
+        path = os.path.join(common.ROOT, "docs", "benchmarks.md")
+        common.write_section(path, "Attack speed", body)
+        print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
