@@ -340,8 +340,8 @@ def main(argv=None):
             num_queries=queries))
 
         def make_aa(m):
-            if steps == 100 and queries == 5000:
-                return torchattacks.AutoAttack(m, norm="Linf", eps=eps, version="standard", n_classes=10, seed=0)
+            # torchattacks.AutoAttack leaves APGD/APGD-T/FAB at their default steps=10 (the paper uses 100):
+            # the same four components are assembled with the budget robustjax gets.
             return torchattacks.MultiAttack([
                 torchattacks.APGD(m, norm="Linf", eps=eps, steps=steps, n_restarts=1, seed=0, loss="ce"),
                 torchattacks.APGDT(m, norm="Linf", eps=eps, steps=steps, n_restarts=1, seed=0, n_classes=10),
