@@ -20,6 +20,32 @@ def test_ce_loss_matches_hand_computed():
     np.testing.assert_allclose(attacks.ce_loss(LOGITS, LABELS), expected, rtol=1e-6)
 
 
+@pytest.mark.parametrize("margin", [5.0, 30.0, 80.0])
+def test_ce_loss_gradient_keeps_the_label_component_when_softmax_saturates(margin):
+    # softmax_y rounds to 1 in float32 for margins above ~17: the textbook form's d/dz_y = p_y - 1 is then
+    # exactly 0 while d/dz_j = p_j is not. The gradient must match float64 p - onehot in every component.
+    z = jnp.array([[margin, 0.0, -1.0], [0.0, margin, 2.0]], jnp.float32)
+    y = jnp.array([0, 1])
+    g = np.asarray(jax.grad(lambda z: attacks.ce_loss(z, y).sum())(z), np.float64)
+    z64 = np.asarray(z, np.float64)
+    p = np.exp(z64 - z64.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    expected = p - np.eye(3)[np.asarray(y)]
+    others = np.where(np.eye(3)[np.asarray(y)] > 0, 0.0, p)
+    expected[[0, 1], [0, 1]] = -others.sum(-1)  # 1 - p_y without cancellation, even in float64
+    np.testing.assert_allclose(g, expected, rtol=1e-5)
+    assert np.all(g[[0, 1], [0, 1]] < 0)
+    np.testing.assert_allclose(attacks.ce_loss(z, y), np.log1p(others.sum(-1) / p[[0, 1], [0, 1]]), rtol=1e-5)
+
+
+def test_ce_loss_misclassified_large_gap_is_finite():
+    z = jnp.array([[-200.0, 200.0]])
+    y = jnp.array([0])
+    np.testing.assert_allclose(attacks.ce_loss(z, y), [400.0], rtol=1e-6)
+    g = jax.grad(lambda z: attacks.ce_loss(z, y).sum())(z)
+    np.testing.assert_allclose(g, [[-1.0, 1.0]], atol=1e-6)
+
+
 def test_margin_loss_matches_hand_computed():
     # example 0: max other = 1, z_y = 2 -> -1 ; example 1: max other = 3, z_y = 1 -> 2
     np.testing.assert_allclose(attacks.margin_loss(LOGITS, LABELS), [-1.0, 2.0])
