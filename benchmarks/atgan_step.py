@@ -28,7 +28,7 @@ def build(name, arg, a):
 
     import jax
 
-    from robustjax import experiment
+    from robustjax import experiment, xla
 
     spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "configs", name + ".py"))
     module = importlib.util.module_from_spec(spec)
@@ -47,7 +47,7 @@ def build(name, arg, a):
     phase = defense.phases[-1]  # the adversarial phase (ATGAN's comes after the loss-net pretraining)
     batch = train_ds.get(list(range(a.batch)))
     state = jax.jit(defense.init)(jax.random.PRNGKey(0), batch)
-    step = jax.jit(phase.train_step, donate_argnums=0)
+    step = xla.jit(phase.train_step, donate_argnums=0)  # as the training loop compiles it
     return step, state, batch
 
 

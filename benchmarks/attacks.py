@@ -17,7 +17,9 @@ Attacks and budgets (identical for every library):
 * APGD-CE, 100 steps, 1 restart (robustjax and torchattacks; foolbox has none) and AutoAttack standard
   (robustjax and torchattacks) at the PGD eps.
 
-Protocol: robustjax functions are jitted once with the params as a jit argument, run once to compile
+Protocol: robustjax functions are jitted once (``robustjax.xla.jit``: ``jax.jit`` plus the CPU compile
+options robustjax uses everywhere; the ``robustjax-jax.jit`` column is the same attack under plain
+``jax.jit``, i.e. XLA's defaults, for FGSM and PGD) with the params as a jit argument, run once to compile
 (excluded), and timed with ``block_until_ready``; torchattacks and foolbox run a warm-up call too. Each
 measurement is the median of ``--repeats`` timed calls, the libraries interleaved round-robin so that load
 from other processes spreads evenly. torch uses ``set_num_threads(2)``; XLA uses both cores by default.
@@ -43,10 +45,11 @@ import common  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-from robustjax import attacks  # noqa: E402
+from robustjax import attacks, xla  # noqa: E402
 
 ATTACKS = ("fgsm", "pgd40", "cw", "apgd", "autoattack")
-LIBS = ("robustjax", "torchattacks", "foolbox-jax", "foolbox-torch")
+LIBS = ("robustjax", "robustjax-jax.jit", "torchattacks", "foolbox-jax", "foolbox-torch")
+PLAIN_JIT_ATTACKS = ("fgsm", "pgd40")  # where robustjax-jax.jit is measured
 EPS = {"lenet": (0.3, 0.01), "cifar_cnn": (8 / 255, 2 / 255)}
 
 
@@ -82,8 +85,8 @@ def build_runners(b: common.Bundle, x: np.ndarray, y: np.ndarray, attack: str, b
     k_pgd, k_cw, k_apgd = budget["pgd_steps"], budget["cw_steps"], budget["apgd_steps"]
     runners, notes = {}, {}
 
-    def jitted(fn, **kw):
-        f = jax.jit(lambda p, xx, yy, kk: fn(b.logits_fn(p), xx, yy, kk, **kw))
+    def jitted(fn, jit=xla.jit, **kw):
+        f = jit(lambda p, xx, yy, kk: fn(b.logits_fn(p), xx, yy, kk, **kw))
         return lambda: jax.block_until_ready(f(b.params, xj, yj, key))
 
     def torch_run(atk):
@@ -110,10 +113,13 @@ def build_runners(b: common.Bundle, x: np.ndarray, y: np.ndarray, attack: str, b
 
     if attack == "fgsm":
         runners["robustjax"] = jitted(attacks.fgsm, eps=eps)
+        runners["robustjax-jax.jit"] = jitted(attacks.fgsm, jit=jax.jit, eps=eps)
         runners["torchattacks"] = torch_run(torchattacks.FGSM(b.torch_model, eps=eps))
         runners.update(fb_run(fb.attacks.FGSM(), eps))
     elif attack == "pgd40":
         runners["robustjax"] = jitted(attacks.pgd, eps=eps, step_size=step, num_steps=k_pgd, random_start=True)
+        runners["robustjax-jax.jit"] = jitted(attacks.pgd, jit=jax.jit, eps=eps, step_size=step, num_steps=k_pgd,
+                                              random_start=True)
         runners["torchattacks"] = torch_run(torchattacks.PGD(b.torch_model, eps=eps, alpha=step, steps=k_pgd,
                                                              random_start=True))
         runners.update(fb_run(fb.attacks.LinfPGD(abs_stepsize=step, steps=k_pgd, random_start=True), eps))
@@ -177,8 +183,8 @@ def loop_overhead(b: common.Bundle, x, y, k: int, repeats: int) -> dict:
     eps, step = EPS[b.name]
     xj, yj = jnp.asarray(x), jnp.asarray(y)
     key = jax.random.PRNGKey(0)
-    grad = jax.jit(lambda p, xx, yy: attacks.input_gradient(b.logits_fn(p), "ce")(xx, yy))
-    pgd = jax.jit(lambda p, xx, yy, kk: attacks.pgd(b.logits_fn(p), xx, yy, kk, eps=eps, step_size=step,
+    grad = xla.jit(lambda p, xx, yy: attacks.input_gradient(b.logits_fn(p), "ce")(xx, yy))
+    pgd = xla.jit(lambda p, xx, yy, kk: attacks.pgd(b.logits_fn(p), xx, yy, kk, eps=eps, step_size=step,
                                                      num_steps=k, random_start=True))
     res = interleaved({
         "grad": lambda: jax.block_until_ready(grad(b.params, xj, yj)),
@@ -296,8 +302,12 @@ def main(argv=None):
             "always may stop early: its step count is shown); APGD-CE 100 steps, 1 restart; AutoAttack standard "
             "(APGD-CE, APGD-T, FAB-T, Square 5000; 100 steps each, 9 targets; for torchattacks assembled from its "
             "components with that budget, since `torchattacks.AutoAttack` leaves APGD/APGD-T/FAB at their default 10 "
-            f"steps) at the PGD eps, on {args.aa_models} only. foolbox-jax = foolbox on the JAX model "
-            "itself; foolbox-torch = foolbox on the PyTorch twin; foolbox has no APGD/AutoAttack.",
+            f"steps) at the PGD eps, on {args.aa_models} only. robustjax = the attack compiled with "
+            "`robustjax.xla.jit` (jax.jit plus the CPU compile option robustjax uses for everything it compiles: "
+            "YNNPACK for matmuls only, XLA's own convolutions; see `robustjax/xla.py`); robustjax-jax.jit = the "
+            "same attack under plain `jax.jit` (XLA's defaults; FGSM and PGD only). foolbox-jax = foolbox on the "
+            "JAX model itself (its own plain `jax.jit`, so XLA's defaults); foolbox-torch = foolbox on the PyTorch "
+            "twin; foolbox has no APGD/AutoAttack.",
             "",
             *common.machine_lines(cmd),
             f"- Load average (1, 5, 15 min) at the start: {load_start}; at the end: {common.loadavg()} "

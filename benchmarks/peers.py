@@ -38,7 +38,7 @@ import common  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-from robustjax import attacks  # noqa: E402
+from robustjax import attacks, xla  # noqa: E402
 
 ATTACKS = ("fgsm", "pgd", "autoattack", "deepfool", "cw")
 
@@ -54,7 +54,7 @@ def _batches(n: int, bs: int):
 
 def run_robustjax(b: common.Bundle, x, y, attack, bs: int, seed: int = 0, **kw) -> np.ndarray:
     """One jitted ``attack`` over ``x`` in batches of ``bs`` (the last batch padded, so one compile)."""
-    fn = jax.jit(lambda p, xb, yb, k: attack(b.logits_fn(p), xb, yb, k, **kw))
+    fn = xla.jit(lambda p, xb, yb, k: attack(b.logits_fn(p), xb, yb, k, **kw))
     out = []
     key = jax.random.PRNGKey(seed)
     for i, s in enumerate(_batches(len(x), bs)):

@@ -6,7 +6,7 @@
 
 robustjax: the defense's own ``train_step`` (``defenses/standard.py``, ``defenses/pgd_at.py``, built from
 ``configs/standard_mnist.py`` / ``configs/pgd_at_mnist.py`` by ``experiment.build``) compiled exactly as the
-training loop compiles it (``robustjax.train.loop._compile_step``: ``jax.jit`` with the state donated,
+training loop compiles it (``robustjax.train.loop._compile_step``: ``robustjax.xla.jit`` with the state donated,
 step key by ``fold_in``), fed the returned state each step. PyTorch: the same architecture (the twins of
 ``common.py``), Adam (lr 1e-3), cross-entropy, ``zero_grad / backward / step``; PGD-AT generates the
 adversarial batch with a hand-written L-inf PGD (random start, sign steps, projection and clipping; the

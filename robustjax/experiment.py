@@ -21,7 +21,7 @@ import numpy as np
 
 from robustjax import config as config_lib
 from robustjax import data as data_lib
-from robustjax import defenses, evaluate
+from robustjax import defenses, evaluate, xla
 from robustjax.train import loop, sharding
 
 
@@ -65,7 +65,7 @@ def run(config, workdir: str, *, on_step=None) -> dict:
     key = jax.random.PRNGKey(config.seed)
     init_key, train_key, eval_key = jax.random.split(key, 3)
     sample = train_ds.get(np.arange(config.data.batch_size))
-    state = jax.jit(defense.init)(init_key, sample)  # one compile instead of hundreds of eager ops
+    state = xla.jit(defense.init)(init_key, sample)  # one compile instead of hundreds of eager ops
     t = config.train
     shard = None
     if jax.device_count() > 1 and t.data_parallel:

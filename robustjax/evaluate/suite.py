@@ -29,6 +29,7 @@ import numpy as np
 
 from robustjax import attacks as attacks_lib
 from robustjax import data as data_lib
+from robustjax import xla
 
 # Attack names the config may use. Budget attacks take `eps`; minimal-norm attacks do not.
 BUDGET_ATTACKS = ("fgsm", "fgm", "rand_fgsm", "bim", "pgd", "mim", "apgd", "square", "autoattack")
@@ -81,11 +82,11 @@ def _compile_attack(logits_fn_of, spec: Mapping, bounds) -> _Compiled:
                 kw["step_size"] = rel * eps
         return fn(logits_fn_of(state), x, y, key, **kw)
 
-    return _Compiled(name, jax.jit(run))
+    return _Compiled(name, xla.jit(run))
 
 
 def _predict_fn(logits_fn_of):
-    return jax.jit(lambda state, x: jnp.argmax(logits_fn_of(state)(x), axis=-1))
+    return xla.jit(lambda state, x: jnp.argmax(logits_fn_of(state)(x), axis=-1))
 
 
 def evaluate(

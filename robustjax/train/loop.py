@@ -38,6 +38,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from robustjax import data as data_lib
+from robustjax import xla
 from robustjax.defenses.base import Defense, State
 
 STATE_ITEM = "state"
@@ -92,7 +93,7 @@ def _compile_step(train_step: Callable, phase_key: jax.Array) -> Callable:
     def step_fn(state, batch, step):
         return train_step(state, batch, jax.random.fold_in(phase_key, step))
 
-    return jax.jit(step_fn, donate_argnums=0)
+    return xla.jit(step_fn, donate_argnums=0)  # CPU: XLA's own convolutions (see robustjax.xla)
 
 
 class _MetricWriter:
