@@ -67,6 +67,8 @@ ATTACKS = {
                     "l2", EPS_L2),
     "apgd_t_restarts": (functools.partial(apgd_lib.apgd, eps=EPS, loss="dlr_targeted", num_targets=2,
                                           restarts=2, num_steps=6), "linf", EPS),
+    "apgd_ce_linf_chunked": (functools.partial(apgd_lib.apgd, eps=EPS, num_steps=10, chunk_size=3), "linf",
+                             EPS),
     "fab_linf": (functools.partial(fab_lib.fab, eps=EPS, num_steps=10), "linf", EPS),
     "fab_t_l2_restarts": (functools.partial(fab_lib.fab, eps=EPS_L2, norm="l2", num_targets=2, restarts=2,
                                             num_steps=6), "l2", EPS_L2),
@@ -296,3 +298,21 @@ def test_per_example_eps_is_traced(name, mlp, data):
     np.testing.assert_array_equal(np.asarray(x_adv[0]), np.asarray(x[0]))  # eps = 0: untouched
     run(x, y, jax.random.key(0), eps * 0.5)
     assert run._cache_size() == 1
+
+
+def test_apgd_chunked_attacks_only_what_is_left_and_is_as_strong(mlp, data, jitted):
+    x = data
+    y = _labels(mlp, x)
+    y = y.at[:3].set((y[:3] + 1) % K)  # three examples misclassified from the start
+    key = jax.random.key(5)
+    plain = jitted["apgd_ce_linf"](x, y, key)
+    chunked = jitted["apgd_ce_linf_chunked"](x, y, key)
+    np.testing.assert_array_equal(chunked[:3], x[:3])  # already adversarial: returned as they are
+    assert np.abs(np.asarray(chunked - x)).max() <= EPS + 1e-6
+    fooled = lambda xa: int(np.sum(_pred(mlp, xa) != np.asarray(y)))  # noqa: E731
+    assert fooled(chunked) >= fooled(plain) - 1
+
+
+def test_apgd_chunk_size_must_be_positive(mlp, data):
+    with pytest.raises(ValueError, match="chunk_size"):
+        apgd_lib.apgd(mlp, data, _labels(mlp, data), jax.random.key(0), eps=EPS, chunk_size=0)

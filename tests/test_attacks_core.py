@@ -223,3 +223,22 @@ def test_canonicalize_convs_emits_only_canonical_convs_in_loops(conv_loop):
     labels = set(re.findall(r"dim_labels=(\S+?),", hlo))
     grouped = set(re.findall(r"dim_labels=(\S+?), feature_group_count", hlo))
     assert labels - grouped <= {"b01f_01io->b01f"}, labels
+
+
+def test_map_live_chunks_runs_only_chunks_with_live_examples():
+    x = jnp.arange(7.0)[:, None] * jnp.ones((1, 2))
+    live = jnp.array([False, True, False, False, True, False, False])
+
+    def run(key, ops, lv):
+        (xc,) = ops
+        return xc * 10.0 + 1.0, lv
+
+    def skip(ops, lv):
+        (xc,) = ops
+        return -xc, jnp.zeros_like(lv)
+
+    out, lv_out = jax.jit(lambda x, live: core.map_live_chunks(run, skip, (x,), live, jax.random.key(0), 2))(x, live)
+    # live examples 1 and 4 share the first chunk (run); every other chunk holds only dead examples (skip)
+    expected = np.where(np.asarray(live)[:, None], np.asarray(x) * 10.0 + 1.0, -np.asarray(x))
+    np.testing.assert_array_equal(out, expected)
+    np.testing.assert_array_equal(lv_out, live)

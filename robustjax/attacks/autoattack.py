@@ -144,8 +144,6 @@ def autoattack(
     batch = x.shape[0]
     eps_b = jnp.broadcast_to(jnp.asarray(eps, x.dtype), (batch,))
     chunked = chunk_size is not None and chunk_size < batch
-    num_chunks = -(-batch // chunk_size) if chunked else 1
-    pad = num_chunks * chunk_size - batch if chunked else 0
 
     robust = jnp.argmax(plain_logits_fn(x), axis=-1) == y
     x_adv = x
@@ -154,33 +152,19 @@ def autoattack(
                             num_targets=num_targets, restarts=restarts, stochastic=stochastic, bounds=bounds)
         k = jax.random.fold_in(key, COMPONENTS.index(name))
 
-        def run(operand, attack=attack):
-            x_, y_, eps_, k_, _ = operand
+        def run(k_, operand, live_, attack=attack):
+            x_, y_, eps_ = operand
             x_new = attack(logits_fn, x_, y_, k_, eps=eps_)
             return x_new, jnp.argmax(plain_logits_fn(x_new), axis=-1) != y_
 
-        def skip(operand):
-            x_, y_, *_ = operand
-            return x_, jnp.zeros(y_.shape, bool)
-
-        def guarded(operand):
-            return jax.lax.cond(jnp.any(operand[-1]), run, skip, operand)
+        def skip(operand, live_):
+            return operand[0], jnp.zeros(live_.shape, bool)
 
         if not chunked:
-            x_new, fooled = guarded((x, y, eps_b, k, robust))
+            x_new, fooled = jax.lax.cond(jnp.any(robust), lambda o: run(k, o, robust), lambda o: skip(o, robust),
+                                         (x, y, eps_b))
         else:
-            order = jnp.argsort(~robust, stable=True)  # still-robust examples first
-            idx = jnp.concatenate([order, jnp.full((pad,), order[-1])])
-            live = jnp.concatenate([robust[order], jnp.zeros((pad,), bool)])
-
-            def split(v):
-                return v.reshape((num_chunks, chunk_size) + v.shape[1:])
-
-            operands = (split(x[idx]), split(y[idx]), split(eps_b[idx]), jax.random.split(k, num_chunks),
-                        split(live))
-            x_sorted, fooled_sorted = jax.lax.map(guarded, operands)
-            x_new = jnp.zeros_like(x).at[order].set(x_sorted.reshape((-1,) + x.shape[1:])[:batch])
-            fooled = jnp.zeros_like(robust).at[order].set(fooled_sorted.reshape(-1)[:batch])
+            x_new, fooled = core.map_live_chunks(run, skip, (x, y, eps_b), robust, k, chunk_size)
         newly = robust & fooled
         x_adv = jnp.where(core.per_example(newly, x), x_new, x_adv)
         robust = robust & ~fooled

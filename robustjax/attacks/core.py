@@ -25,7 +25,7 @@ import jax.extend.core as jex
 import jax.numpy as jnp
 import numpy as np
 
-from robustjax.types import Array, LogitsFn, LossFn
+from robustjax.types import Array, LogitsFn, LossFn, PRNGKey
 
 NORMS = ("linf", "l2", "l1")
 
@@ -160,6 +160,53 @@ def get_loss(loss: str | LossFn) -> LossFn:
 # --------------------------------------------------------------------------------------------------------
 # Norms and projections
 # --------------------------------------------------------------------------------------------------------
+
+
+def map_live_chunks(run: Callable, skip: Callable, operands: tuple, live: Array, key: PRNGKey,
+                    chunk_size: int) -> tuple:
+    """Runs ``run`` only on the chunks of a batch that hold a live example, the live examples sorted first.
+
+    XLA needs static shapes, so a batch cannot shrink to the examples still worth attacking. Instead the
+    live examples are moved to the front (stable sort), the batch is split into ``ceil(B / chunk_size)``
+    chunks (the last padded with copies of one example), and ``lax.map`` runs ``run`` on every chunk that
+    holds a live example and ``skip`` on the others (``lax.cond``): the cost becomes about
+    ``ceil(live / chunk_size)`` chunks instead of the whole batch. Results are put back in the original
+    order. Under ``vmap`` the ``cond`` runs both branches (still correct, no saving).
+
+    Args:
+      run: ``(key, operands_chunk, live_chunk) -> outputs``, a tuple of ``[chunk_size, ...]`` arrays.
+      skip: ``(operands_chunk, live_chunk) -> outputs`` of the same structure (what a dead chunk returns).
+      operands: tuple of ``[B, ...]`` arrays.
+      live: ``[B]`` bool.
+      key: PRNG key; chunk ``i`` gets ``split(key, num_chunks)[i]``.
+      chunk_size: positive int (static).
+
+    Returns:
+      ``outputs`` with leading dimension ``B``, in the batch's order.
+    """
+    batch = live.shape[0]
+    num_chunks = -(-batch // chunk_size)
+    pad = num_chunks * chunk_size - batch
+    order = jnp.argsort(~live, stable=True)
+    idx = jnp.concatenate([order, jnp.full((pad,), order[-1])])
+    live_sorted = jnp.concatenate([live[order], jnp.zeros((pad,), bool)])
+
+    def split(v):
+        return v[idx].reshape((num_chunks, chunk_size) + v.shape[1:])
+
+    def guarded(args):
+        k, ops, lv = args
+        return jax.lax.cond(jnp.any(lv), lambda a: run(*a), lambda a: skip(*a[1:]), (k, ops, lv))
+
+    chunks = (jax.random.split(key, num_chunks), tuple(split(v) for v in operands),
+              live_sorted.reshape(num_chunks, chunk_size))
+    outs = jax.lax.map(guarded, chunks)
+
+    def unsort(v):
+        flat = v.reshape((num_chunks * chunk_size,) + v.shape[2:])[:batch]
+        return jnp.zeros_like(flat).at[order].set(flat)
+
+    return tuple(unsort(v) for v in outs)
 
 
 def per_example(value: Array | float, x: Array) -> Array:
