@@ -16,7 +16,6 @@ schedule is a constant table indexed by the loop counter, so everything runs in 
 from __future__ import annotations
 
 import functools
-
 import math
 
 import jax
