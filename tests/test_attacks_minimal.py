@@ -161,6 +161,20 @@ def test_cw_beats_deepfool_on_mlp(data, mlp, cw_jit):
     assert np.median(_norm(x_cw - x, "l2")) <= np.median(_norm(x_df - x, "l2"))
 
 
+def test_cw_abort_early_loses_nothing_on_mlp(data, mlp, cw_jit):
+    """Abort-early (on the batch's total objective) must not cost successes or more than 2% of the norm."""
+    x = data
+    y = jnp.asarray(_pred(mlp, x))
+    kw = dict(num_steps=200, binary_search_steps=5, initial_const=0.01)
+    x_early = cw_jit(mlp, x, y, abort_early=True, **kw)
+    x_full = cw_jit(mlp, x, y, abort_early=False, **kw)
+    ok_early = _pred(mlp, x_early) != np.asarray(y)
+    ok_full = _pred(mlp, x_full) != np.asarray(y)
+    assert ok_early.sum() >= ok_full.sum()
+    both = ok_early & ok_full
+    assert np.median(_norm(x_early - x, "l2")[both]) <= 1.02 * np.median(_norm(x_full - x, "l2")[both])
+
+
 def test_cw_targeted_confidence_and_failure_returns_x(data, linear, cw_jit):
     w, b, logits_fn = linear
     x = data

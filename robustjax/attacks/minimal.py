@@ -161,9 +161,10 @@ def cw_l2(
     so far is kept.
 
     Examples for which no adversarial point was ever found are returned **unchanged** (``x`` itself), so
-    check success with the logits. With ``abort_early`` an example stops its Adam steps for the current
-    ``c`` once its objective has not decreased by 0.01% over the last ``num_steps // 10`` steps (the loop
-    ends when every example has stopped).
+    check success with the logits. With ``abort_early`` the Adam steps for the current ``c`` stop once the
+    batch's total objective has not decreased by 0.01% over the last ``num_steps // 10`` steps, as in the
+    reference implementation and foolbox (so, as there, when an example stops depends on its batch; stopping
+    each example on its own objective was tried and lost examples whose objective plateaus for a while).
 
     Args:
       logits_fn: ``x -> logits [B, K]``.
@@ -175,7 +176,7 @@ def cw_l2(
       binary_search_steps: number of values of ``c`` tried per example (static).
       num_steps: Adam steps per value of ``c`` (static).
       learning_rate: Adam learning rate on ``w``.
-      abort_early: stop an example's inner loop when its objective stalls.
+      abort_early: stop the inner loop when the batch's total objective stalls.
       targeted: ``y`` are targets.
       bounds: pixel range ``(lo, hi)``.
 
@@ -238,15 +239,19 @@ def cw_l2(
             updates, opt_state = opt.update(g, opt_state, w)
             w = jnp.where(core.per_example(running, x), optax.apply_updates(w, updates), w)
             if abort_early:
+                # The batch's total objective decides, as in Carlini's code and foolbox: an example whose own
+                # objective plateaus (e.g. the runner-up class keeps switching) can still cross the boundary
+                # later; stopping it alone lost 1 image in 128 against foolbox on a MNIST LeNet.
+                total = jnp.sum(loss)
                 at_check = (i % check_every) == (check_every - 1)
-                stalled = at_check & (loss > prev * 0.9999)
+                stalled = at_check & (total > prev * 0.9999)
                 running = running & ~stalled
-                prev = jnp.where(at_check, loss, prev)
+                prev = jnp.where(at_check, total, prev)
             return i + 1, w, opt_state, best_l2, best_x, found, prev, running
 
         init = (
             jnp.asarray(0), w0, opt.init(w0), best_l2, best_x, jnp.zeros((batch,), bool),
-            jnp.full((batch,), jnp.inf, x.dtype), jnp.ones((batch,), bool),
+            jnp.asarray(jnp.inf, x.dtype), jnp.ones((batch,), bool),
         )
         _, _, _, best_l2, best_x, found, _, _ = jax.lax.while_loop(inner_cond, core.canonicalize_convs(inner_body), init)
 
