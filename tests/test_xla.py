@@ -18,6 +18,10 @@ def test_options_on_cpu(monkeypatch):
     monkeypatch.delenv("ROBUSTJAX_XLA_OPTIONS", raising=False)
     monkeypatch.setenv("XLA_FLAGS", "")
     assert jax.default_backend() == "cpu"
+    import jaxlib
+
+    if not jaxlib.__version__.startswith("0.10."):
+        pytest.skip(f"the option is known to exist in jaxlib 0.10; this is {jaxlib.__version__} (fallback tested below)")
     assert xla.compiler_options() == xla.CPU_OPTIONS
 
 
