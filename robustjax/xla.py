@@ -10,7 +10,7 @@ speed of XLA's own (Eigen) convolution on the 2-core AVX-512 machines we benchma
 14x14, batch 128: 12.7 ms forward and 13.3 ms input gradient, against 7.5 and 7.7 ms), which alone made
 robustjax's PGD-40 slower than torchattacks'. Restricting YNNPACK to the dense layers (where it is as fast
 or faster) gave a 1.7x faster LeNet input gradient and a 2.5x faster CIFAR CNN training gradient
-(``docs/benchmarks.md``; ``benchmarks/attacks.py --jit jax`` measures the default for comparison).
+(``docs/benchmarks.md``, whose ``robustjax-jax.jit`` column measures the default for comparison).
 
 robustjax passes these options to every function *it* compiles (training steps, the evaluation suite,
 the benchmarks). Users who jit the attacks themselves get them with :func:`jit` (a drop-in for

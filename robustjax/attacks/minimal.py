@@ -240,8 +240,8 @@ def cw_l2(
             w = jnp.where(core.per_example(running, x), optax.apply_updates(w, updates), w)
             if abort_early:
                 # The batch's total objective decides, as in Carlini's code and foolbox: an example whose own
-                # objective plateaus (e.g. the runner-up class keeps switching) can still cross the boundary
-                # later; stopping it alone lost 1 image in 128 against foolbox on a MNIST LeNet.
+                # objective plateaus for a while can still cross the boundary later; stopping it alone lost
+                # 1 image in 128 against foolbox on a MNIST LeNet (benchmarks/peers.py).
                 total = jnp.sum(loss)
                 at_check = (i % check_every) == (check_every - 1)
                 stalled = at_check & (total > prev * 0.9999)
