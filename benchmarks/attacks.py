@@ -19,7 +19,8 @@ Attacks and budgets (identical for every library):
 
 Protocol: robustjax functions are jitted once (``robustjax.xla.jit``: ``jax.jit`` plus the CPU compile
 options robustjax uses everywhere; the ``robustjax-jax.jit`` column is the same attack under plain
-``jax.jit``, i.e. XLA's defaults, for FGSM and PGD) with the params as a jit argument, run once to compile
+``jax.jit``, i.e. XLA's defaults, for FGSM and PGD; ``robustjax-chunked`` is APGD/AutoAttack with
+``chunk_size=32``, attacking only what is not yet fooled) with the params as a jit argument, run once to compile
 (excluded), and timed with ``block_until_ready``; torchattacks and foolbox run a warm-up call too. Each
 measurement is the median of ``--repeats`` timed calls, the libraries interleaved round-robin so that load
 from other processes spreads evenly. torch uses ``set_num_threads(2)``; XLA uses both cores by default.
@@ -50,7 +51,6 @@ from robustjax import attacks, xla  # noqa: E402
 ATTACKS = ("fgsm", "pgd40", "cw", "apgd", "autoattack")
 LIBS = ("robustjax", "robustjax-jax.jit", "robustjax-chunked", "torchattacks", "foolbox-jax", "foolbox-torch")
 CHUNK = 32  # robustjax-chunked: apgd/autoattack with chunk_size=CHUNK (attack only what is left)
-PLAIN_JIT_ATTACKS = ("fgsm", "pgd40")  # where robustjax-jax.jit is measured
 EPS = {"lenet": (0.3, 0.01), "cifar_cnn": (8 / 255, 2 / 255)}
 
 
