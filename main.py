@@ -3,7 +3,7 @@
     python main.py --config=configs/quickstart.py
     python main.py --config=configs/pgd_at_mnist.py:smoke --workdir=runs/smoke
     python main.py --config=configs/pgd_at_mnist.py --config.data.source=npz \
-        --config.data.path=../shared/data/mnist.npz --config.train.epochs=2
+        --config.data.path=/path/to/mnist.npz --config.train.epochs=2
 
 Every config field can be overridden with --config.<section>.<field>=value. Re-running with the same
 --workdir resumes training from its newest checkpoint.
@@ -12,6 +12,7 @@ Every config field can be overridden with --config.<section>.<field>=value. Re-r
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 
@@ -24,12 +25,14 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints, metrics and 
                                "(default: runs/<config>-<timestamp>).")
 
 
-def _default_workdir() -> str:
-    path = flags.FLAGS["config"].value if "config" in flags.FLAGS else "run"
-    name = os.path.splitext(os.path.basename(str(path).split(":")[0]))[0] if path else "run"
-    arg = str(path).split(":", 1)[1] if path and ":" in str(path) else ""
-    tag = f"{name}-{arg.replace('=', '').replace(',', '-')}" if arg else name
-    return os.path.join("runs", f"{tag}-{time.strftime('%Y%m%d-%H%M%S')}")
+def default_workdir(config_arg: str, now: float | None = None) -> str:
+    """``runs/<config>[-<args>]-<timestamp>`` from the --config argument (``configs/atgan_svhn.py:eps_t=8``
+    gives ``runs/atgan_svhn-eps_t8-20261123-101500``)."""
+    path, _, arg = str(config_arg).partition(":")
+    name = os.path.splitext(os.path.basename(path))[0] or "run"
+    arg = re.sub(r"[^A-Za-z0-9_.-]+", "", arg.replace(",", "-"))
+    tag = f"{name}-{arg}" if arg else name
+    return os.path.join("runs", f"{tag}-{time.strftime('%Y%m%d-%H%M%S', time.localtime(now))}")
 
 
 _DISTRIBUTED = flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize() first (multi-host "
@@ -47,7 +50,7 @@ def main(argv):
         jax.distributed.initialize()
     from robustjax import experiment  # after flag parsing: keeps --help fast
 
-    workdir = _WORKDIR.value or _default_workdir()
+    workdir = _WORKDIR.value or default_workdir(config_flags.get_config_filename(flags.FLAGS["config"]))
     print(f"[robustjax] workdir: {workdir}", flush=True)
     results = experiment.run(_CONFIG.value, workdir)
     print(open(results["_paths"]["report"]).read())

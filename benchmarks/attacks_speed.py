@@ -31,7 +31,8 @@ from jax import lax
 from robustjax import attacks
 from robustjax.attacks import core
 
-DATA = os.environ.get("ROBUSTJAX_MNIST", "/work/shared/data/mnist.npz")
+DATA = os.path.join(os.environ.get("ROBUSTJAX_TEST_DATA") or os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data"),
+                    "mnist.npz")
 DN = ("NHWC", "HWIO", "NHWC")
 
 # ----------------------------------------------------------------------------------------------------------

@@ -9,10 +9,10 @@ Two models are available:
 
 * ``lenet``: GanDef's LeNet (``models.make({"name": "lenet"})``) trained with robustjax's own pipeline
   (``experiment.build`` + ``train.loop.fit``, ``configs/standard_mnist.py``: Adam 1e-3, batch 128) for
-  ``LENET_EPOCHS`` epoch(s) on the full real MNIST training set (``/work/shared/data/mnist.npz``).
+  ``LENET_EPOCHS`` epoch(s) on the full real MNIST training set (``$ROBUSTJAX_TEST_DATA/mnist.npz``).
 * ``cifar_cnn``: ConvPool-CNN-C (``convpool_cnn``) at width 0.25 with 2x2 max pools (24/48 channels; the
   paper's 3x3 pools replaced by the reshape form), trained briefly (``CIFAR_EPOCHS`` epochs of standard
-  training) on the 10,000-image CIFAR-10 subset (``/work/shared/data/cifar10_subset.npz``). Used for the
+  training) on the 10,000-image CIFAR-10 subset (``$ROBUSTJAX_TEST_DATA/cifar10_subset.npz``). Used for the
   speed table only; it is small so that batch-128 PGD-40 fits the 2-core CPU.
 
 Weights are cached as ``.npz`` files under ``benchmarks/.cache/`` (gitignored); delete them to retrain.
@@ -44,7 +44,8 @@ import jax.numpy as jnp  # noqa: E402
 from flax import traverse_util  # noqa: E402
 
 CACHE = os.path.join(ROOT, "benchmarks", ".cache")
-DATA_DIR = os.environ.get("ROBUSTJAX_SHARED_DATA", "/work/shared/data")
+# The real datasets (npz: x_train, y_train, x_test, y_test): the same one setting as the tests use.
+DATA_DIR = os.environ.get("ROBUSTJAX_TEST_DATA") or os.path.join(ROOT, "..", "shared", "data")
 MNIST = os.path.join(DATA_DIR, "mnist.npz")
 CIFAR = os.path.join(DATA_DIR, "cifar10_subset.npz")
 LENET_EPOCHS = 2

@@ -413,7 +413,7 @@ def main(argv=None):
         body = "\n".join([
             "Issue 3's cross-check: robustjax's attacks against torchattacks and foolbox on identical weights.",
             f"Model: GanDef's LeNet trained by robustjax's own loop ({common.LENET_EPOCHS} epochs of standard "
-            "training, Adam 1e-3, batch 128, full MNIST train set from `/work/shared/data/mnist.npz`); "
+            "training, Adam 1e-3, batch 128, full MNIST train set from `$ROBUSTJAX_TEST_DATA/mnist.npz`); "
             f"clean accuracy {100 * correct_j.mean():.1f}% on the first N = {args.n} test images, which are the "
             "images attacked. torchattacks attacks a PyTorch twin with the weights copied (NHWC -> NCHW, "
             f"flatten order fixed; max relative logit difference {b.max_logit_diff:.1e}); foolbox attacks the "

@@ -4,7 +4,7 @@ Adversarially Trained GAN"): ResNet18 discriminator body, Table 1's CIFAR-10 gen
     python main.py --config=configs/atgan_cifar10.py                   # tfds cifar10 (downloads)
     python main.py --config=configs/atgan_cifar10.py:eps_t=8,frac=0.5  # eps_t = 8/255, FracAT 50%
     python main.py --config=configs/atgan_cifar10.py --config.data.source=npz \
-        --config.data.path=../shared/data/cifar10_subset.npz            # offline: the 10k-image subset
+        --config.data.path=/path/to/cifar10_subset.npz            # offline: the 10k-image subset
     python main.py --config=configs/atgan_cifar10.py:smoke             # a few steps (tests: tfds mock)
 
 Config arguments: ``eps_t`` (train radius in 1/255 units as in the paper: ``eps_t=8`` means 8/255;
@@ -15,8 +15,8 @@ clean data; generator Conv(128,4,2)-BN-LReLU(0.2), TransConv(128,4,2)-BN-LReLU, 
 into [0, 1]); training PGD 7 steps of 2/255 (L-inf, eps_t); batch 128; 80000 steps; D's learning rate
 decayed (x0.1) at epochs 100 and 150; alpha = 5, beta = 4, gamma = 10.
 
-Chosen here (the issue's summary does not give them for CIFAR-10): the optimizers of the SVHN setting
-(G: Adam 2e-4, betas (0.5, 0.999); D: SGD 0.1, momentum 0.9); the loss network pre-trained for 10 epochs
+The paper (Sec. 4.2) gives CIFAR-10 the optimizers of the SVHN setting (G: Adam 2e-4, betas (0.5,
+0.999); D: SGD 0.1, momentum 0.9). Chosen here (the paper does not say): the loss network pre-trained for 10 epochs
 with Adam 1e-3; no weight decay; evaluation: clean accuracy, FGSM and PGD-20 (step 2/255, random start)
 at eps_i in {2, 4, 8, 12, 16}/255 and a PGD-20 curve over {0, 2, ..., 16}/255.
 """

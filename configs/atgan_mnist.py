@@ -4,7 +4,7 @@ Adversarially Trained GAN"): C&W CNN discriminator body, Table 1's MNIST generat
     python main.py --config=configs/atgan_mnist.py                              # tfds mnist (downloads)
     python main.py --config=configs/atgan_mnist.py:eps_t=0.2,frac=0.5           # eps_t 0.2, FracAT 50%
     python main.py --config=configs/atgan_mnist.py --config.data.source=npz \
-        --config.data.path=../shared/data/mnist.npz --config.data.train_size=10000 \
+        --config.data.path=/path/to/mnist.npz --config.data.train_size=10000 \
         --config.train.epochs=2 --config.defense.pgd_steps=10 --config.defense.pgd_step_size=0.04   # CPU
     python main.py --config=configs/atgan_mnist.py:smoke                         # a few steps
 
@@ -18,12 +18,12 @@ on clean data; generator Conv(8,3,1)-BN-ReLU, Conv(16,3,2)-BN-ReLU, Conv(32,3,2)
 gamma = 10. Evaluation: clean accuracy, FGSM and PGD-40 (step 0.01, random start) at eps_i in
 {0.1, ..., 0.5}, and a PGD-40 robustness curve over eps.
 
-Chosen here (not given in the issue's summary of the paper): the loss network is pre-trained for 10 epochs
+Chosen here (the paper does not say): the loss network is pre-trained for 10 epochs
 with Adam 1e-3 (``config.defense.loss_net_epochs``; 0 together with
 ``--config.defense.loss_net_workdir=DIR`` reuses the loss network or classifier of an earlier run).
 On a CPU, lower ``defense.pgd_steps`` (and raise ``pgd_step_size``), ``data.train_size`` and
-``train.epochs``; ``defense.eps_ramp_epochs`` adds a linear eps curriculum (see ../shared/FIELD-NOTES.md
-on PGD-AT stalling at eps 0.3).
+``train.epochs``; ``defense.eps_ramp_epochs`` adds a linear eps curriculum (PGD-AT
+at eps 0.3 from scratch stalls at chance without one: docs/results.md).
 """
 
 from robustjax.config import base_config, linf_suite, optimizer, parse_arg, shrink_for_smoke

@@ -19,7 +19,7 @@ TransConv(64,4,2)-BN-LReLU, Conv(3,3,1) (+ tanh into [0, 1]); training PGD 7 ste
 eps_t); G: Adam 2e-4, betas (0.5, 0.999); D: SGD 0.1, momentum 0.9, learning rate x0.1 at epochs 20
 and 30; batch 64; 40 epochs; alpha = beta = 1, gamma = 10.
 
-Chosen here (not given in the issue's summary of the paper): the loss network is pre-trained for 5 epochs
+Chosen here (the paper does not say): the loss network is pre-trained for 5 epochs
 with Adam 1e-3 (``defense.loss_net_epochs``; 0 with ``defense.loss_net_workdir=DIR`` reuses an earlier
 run's); no weight decay (add ``--config.train.optimizers.discriminator.weight_decay=5e-4`` if wanted);
 evaluation: clean accuracy, FGSM and PGD-20 (step 2/255, random start) at eps_i in {2, 4, 8, 12, 16}/255,

@@ -2,14 +2,14 @@
 
     python main.py --config=configs/pgd_at_mnist.py                          # tfds mnist (downloads)
     python main.py --config=configs/pgd_at_mnist.py --config.data.source=npz \
-        --config.data.path=../shared/data/mnist.npz                          # offline
+        --config.data.path=/path/to/mnist.npz                          # offline
     python main.py --config=configs/pgd_at_mnist.py:smoke                   # a few steps
 
 Paper settings (Madry et al. 2018, MNIST): conv5x5-32, pool, conv5x5-64, pool, fc1024; PGD with eps
 0.3, 40 steps of 0.01 and a random start; 100k steps of batch 50 with Adam 1e-4. That is days on a
 CPU; the default here is 10 epochs with Adam 1e-3 and a linear eps curriculum over the first 2 epochs
-(without one, training at eps 0.3 from scratch stalls at chance: ../shared/FIELD-NOTES.md).
-docs/results.md has the CPU-sized command and numbers.
+(without one, training at eps 0.3 from scratch stalls at chance). docs/results.md has the CPU-sized
+command and numbers.
 """
 
 from robustjax.config import base_config, linf_suite, parse_arg, shrink_for_smoke

@@ -2,7 +2,7 @@
 
     python main.py --config=configs/standard_mnist.py                       # tfds mnist (downloads)
     python main.py --config=configs/standard_mnist.py --config.data.source=npz \
-        --config.data.path=../shared/data/mnist.npz                         # offline
+        --config.data.path=/path/to/mnist.npz                         # offline
     python main.py --config=configs/standard_mnist.py:smoke                 # a few steps
 
 Model: conv5x5-32, pool, conv5x5-64, pool, fc1024 (Madry et al.'s MNIST network, GanDef's LeNet).

@@ -21,7 +21,8 @@ from typing import Any
 
 import ml_collections
 
-SOURCES = ("tfds", "npz", "digits", "toy2d")
+from robustjax.data.loader import SOURCES
+
 
 
 def optimizer(name: str = "adam", learning_rate: float = 1e-3, **kw) -> ml_collections.ConfigDict:
@@ -38,10 +39,11 @@ def optimizer(name: str = "adam", learning_rate: float = 1e-3, **kw) -> ml_colle
 def base_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.seed = 0
+    c.smoke = False             # set by the ':smoke' variants: a tiny run whose numbers mean nothing
 
     c.data = ml_collections.ConfigDict(dict(
         name="digits",          # tfds name, or digits / two_gaussians / circles / moons
-        source="digits",        # tfds | npz | digits | toy2d
+        source="digits",        # tfds | npz | digits | toy2d | synthetic
         path="",                # npz file (source=npz)
         data_dir="",            # tfds data_dir ("" = tfds default)
         download=True,          # tfds: try to download and prepare if the data is missing
@@ -214,7 +216,18 @@ def parse_arg(arg: str | None, allowed: dict[str, Any]) -> dict[str, Any]:
 
 def shrink_for_smoke(c: ml_collections.ConfigDict, *, train_size: int = 128, test_size: int = 32,
                      batch_size: int = 32, steps: int = 4) -> ml_collections.ConfigDict:
-    """The ``smoke`` variant: a few steps on a few examples with a narrow model (for tests and CI)."""
+    """The ``smoke`` variant: a few steps on a few examples with a narrow model (for tests and CI).
+
+    A dataset that would come from tfds or a file is replaced by synthetic stand-in data of the same
+    shape and classes (``robustjax.data.synthetic``), so every smoke variant runs offline in seconds;
+    ``config.smoke`` marks the run, and its report says that its numbers mean nothing. Tests that want
+    the tfds path itself set ``config.data.source = "tfds"`` back (under ``tfds.testing.mock_data``).
+    """
+    from robustjax.data import synthetic
+
+    c.smoke = True
+    if c.data.source in ("tfds", "npz") and c.data.name in synthetic.SHAPES:
+        c.data.source = "synthetic"
     c.data.train_size, c.data.test_size, c.data.batch_size = train_size, test_size, batch_size
     c.train.steps = steps
     c.train.log_every = max(1, steps // 2)

@@ -59,6 +59,10 @@ def run(config, workdir: str, *, on_step=None) -> dict:
     """Trains ``config.defense`` on ``config.data``, evaluates it, writes the report; returns results."""
     t_start = time.time()
     defense, train_ds, test_ds, info, spe = build(config)
+    if config.smoke:
+        print(f"[robustjax] SMOKE RUN: {len(train_ds)} training examples of {info.name} "
+              f"({'synthetic stand-in data, not the real dataset' if info.source == 'synthetic' else info.source})"
+              ", a few steps: it checks that everything runs; its numbers mean nothing", flush=True)
     os.makedirs(workdir, exist_ok=True)
     _save_config(config, workdir)
 
@@ -89,11 +93,15 @@ def run(config, workdir: str, *, on_step=None) -> dict:
         "devices": [str(d) for d in jax.devices()], "jax": jax.__version__,
         "machine": f"{platform.machine()} {os.cpu_count()} cpu",
     }
-    extra = {"defense": defense.name, "dataset": info.name, "model": config.model.name,
+    extra = {}
+    if config.smoke:
+        extra["SMOKE RUN"] = ("a few steps on a tiny subset" + (" of synthetic stand-in data" if info.source == "synthetic"
+                              else "") + ", to check that everything runs: these numbers mean nothing")
+    extra.update({"defense": defense.name, "dataset": info.name, "model": config.model.name,
              "train examples": len(train_ds), "training steps": results["info"]["steps"],
-             "wall time (s)": results["info"]["total_seconds"]}
+             "wall time (s)": results["info"]["total_seconds"]})
     pictures = results.get("_pictures")
-    paths = evaluate.report.write(workdir, results, title=f"{defense.name} on {info.name}", extra=extra)
+    paths = evaluate.report.write(workdir, results, title=f"{defense.name} on {info.name}" + (" (smoke run)" if config.smoke else ""), extra=extra)
     results["_paths"] = paths
     if pictures is not None:
         results["_pictures"] = pictures

@@ -1,10 +1,18 @@
-"""Test-suite settings: small, fast compiles on CPU.
+"""Test-suite settings: small, fast compiles on CPU, and where the real datasets are.
 
 XLA's optimisation passes dominate the cost of the tiny programs these tests compile, and the speed of
 the compiled code does not matter here, so most optimisations are switched off for the whole suite.
+
+Real data. A few tests run on real MNIST / CIFAR-10 files (``mnist.npz``, ``cifar10_subset.npz``: numpy
+archives with ``x_train, y_train, x_test, y_test``, uint8 NHWC images). They find them in ONE directory:
+``$ROBUSTJAX_TEST_DATA``, or else ``../shared/data`` beside the repository when that exists (the
+developers' layout). Without it those tests skip and say what to set. ``ROBUSTJAX_REQUIRE_TEST_DATA=1``
+turns the skips into failures: CI sets it, so CI always runs them.
 """
 
 import os
+
+import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -12,6 +20,42 @@ import jax  # noqa: E402
 
 jax.config.update("jax_disable_most_optimizations", True)
 
-SHARED_DATA = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data"))
-MNIST_NPZ = os.path.join(SHARED_DATA, "mnist.npz")
-CIFAR_NPZ = os.path.join(SHARED_DATA, "cifar10_subset.npz")
+DATA_ENV = "ROBUSTJAX_TEST_DATA"
+REQUIRE_ENV = "ROBUSTJAX_REQUIRE_TEST_DATA"
+_BESIDE = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data"))
+
+
+def test_data_dir() -> str | None:
+    """The directory holding the real datasets, or None."""
+    path = os.environ.get(DATA_ENV, "")
+    if path:
+        return os.path.abspath(os.path.expanduser(path))
+    return _BESIDE if os.path.isdir(_BESIDE) else None
+
+
+test_data_dir.__test__ = False  # a helper, not a test
+
+
+def real_data(filename: str) -> str:
+    """The path of a real dataset file, or skip (fail under ROBUSTJAX_REQUIRE_TEST_DATA=1) saying why."""
+    directory = test_data_dir()
+    path = os.path.join(directory, filename) if directory else None
+    if path and os.path.isfile(path):
+        return path
+    where = (f"{path} does not exist" if path else
+             f"{DATA_ENV} is not set and there is no ../shared/data beside the repository")
+    reason = (f"needs the real dataset {filename}: {where}; set {DATA_ENV}=/dir/holding/{filename} "
+              "(an npz with x_train, y_train, x_test, y_test) to run it")
+    if os.environ.get(REQUIRE_ENV, "") not in ("", "0"):
+        pytest.fail(f"{REQUIRE_ENV} is set but a real-data test cannot run: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def mnist_npz() -> str:
+    return real_data("mnist.npz")
+
+
+@pytest.fixture(scope="session")
+def cifar_npz() -> str:
+    return real_data("cifar10_subset.npz")

@@ -19,7 +19,7 @@ from robustjax.defenses import atgan, common
 from robustjax.defenses.base import train_apply
 from robustjax.models import discriminators, generators
 from robustjax.train import loop
-from tests.conftest import MNIST_NPZ
+from tests.conftest import real_data
 from tests.test_config import load_config
 
 NUM_CLASSES = 3
@@ -394,7 +394,7 @@ def _check_report(workdir, results):
 @pytest.fixture(scope="module")
 def mnist_run(tmp_path_factory):
     c = load_config("atgan_mnist.py", "smoke")
-    c.data.source, c.data.path = "npz", MNIST_NPZ
+    c.data.source, c.data.path = "npz", real_data("mnist.npz")
     workdir = str(tmp_path_factory.mktemp("atgan_mnist"))
     return c, workdir, experiment.run(c, workdir)
 
@@ -402,8 +402,10 @@ def mnist_run(tmp_path_factory):
 @pytest.fixture(scope="module")
 def cifar_run(tmp_path_factory):
     workdir = str(tmp_path_factory.mktemp("atgan_cifar10"))
+    c = load_config("atgan_cifar10.py", "smoke")
+    c.data.source = "tfds"  # the tfds path itself, on tfds's mock data
     with tfds.testing.mock_data(num_examples=96):
-        results = experiment.run(load_config("atgan_cifar10.py", "smoke"), workdir)
+        results = experiment.run(c, workdir)
     return workdir, results
 
 
@@ -419,7 +421,8 @@ def test_cifar10_smoke_on_mock_tfds(cifar_run):
 
 def test_svhn_smoke_on_mock_tfds(tmp_path):
     c = load_config("atgan_svhn.py", "smoke")
-    assert c.data.name == "svhn_cropped" and c.data.source == "tfds"
+    assert c.data.name == "svhn_cropped" and c.data.source == "synthetic" and c.smoke
+    c.data.source = "tfds"  # the tfds path itself, on tfds's mock data
     with tfds.testing.mock_data(num_examples=96):
         results = experiment.run(c, str(tmp_path))
     _check_report(str(tmp_path), results)

@@ -24,9 +24,12 @@ def test_every_config_file_validates(name, arg):
     validate(load_config(name, arg))
 
 
-def test_smoke_variant_is_small():
-    c = load_config("pgd_at_mnist.py", "smoke")
+@pytest.mark.parametrize("name", CONFIGS)
+def test_every_smoke_variant_is_small_offline_and_marked(name):
+    c = load_config(name, "smoke")
+    assert c.smoke and not load_config(name).smoke
     assert c.train.steps <= 10 and c.data.train_size <= 256 and c.eval.num_examples <= 64
+    assert c.data.source in ("synthetic", "digits", "toy2d"), "a smoke run must not need a download or a file"
 
 
 @pytest.mark.parametrize(

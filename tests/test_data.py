@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
 import threading
 import time
 
@@ -12,8 +11,6 @@ import numpy as np
 import pytest
 
 from robustjax import data
-from tests.conftest import MNIST_NPZ
-needs_mnist = pytest.mark.skipif(not os.path.exists(MNIST_NPZ), reason=f"{MNIST_NPZ} not present")
 
 
 def _indexed(n: int, shape=(4, 4, 1)) -> data.ArrayDataset:
@@ -29,16 +26,15 @@ def _take(iterator, k):
 # ------------------------------------------------------------------------------------------- npz
 
 
-@needs_mnist
-def test_npz_mnist_subset_matches_the_file_and_is_cheap():
+def test_npz_mnist_subset_matches_the_file_and_is_cheap(mnist_npz):
     t0 = time.perf_counter()
-    train, test, info = data.load({"source": "npz", "path": MNIST_NPZ, "train_size": 300, "test_size": 200})
+    train, test, info = data.load({"source": "npz", "path": mnist_npz, "train_size": 300, "test_size": 200})
     elapsed = time.perf_counter() - t0
     assert info == data.DataInfo(name="mnist", image_shape=(28, 28, 1), num_classes=10, num_train=300,
                                  num_test=200, source="npz")
     assert train.images.dtype == np.uint8 and train.images.shape == (300, 28, 28, 1)
     assert elapsed < 1.0, f"a 300-image subset took {elapsed:.2f}s: it should not decode the whole file"
-    with np.load(MNIST_NPZ) as z:
+    with np.load(mnist_npz) as z:
         np.testing.assert_array_equal(test.images, z["x_test"][:200])
         np.testing.assert_array_equal(test.labels, z["y_test"][:200].astype(np.int32))
     batch = train.get(np.array([0, 5, 7]))
@@ -47,9 +43,8 @@ def test_npz_mnist_subset_matches_the_file_and_is_cheap():
     assert 0.0 <= batch["image"].min() and batch["image"].max() <= 1.0
 
 
-@needs_mnist
-def test_npz_mnist_full_load_with_configdict():
-    cfg = ml_collections.ConfigDict(dict(name="mnist", source="npz", path=MNIST_NPZ, train_size=0,
+def test_npz_mnist_full_load_with_configdict(mnist_npz):
+    cfg = ml_collections.ConfigDict(dict(name="mnist", source="npz", path=mnist_npz, train_size=0,
                                          test_size=0, num_classes=0))
     train, test, info = data.load(cfg)
     assert (info.num_train, info.num_test, info.num_classes) == (60000, 10000, 10)
@@ -288,7 +283,7 @@ def test_tfds_failed_prepare_becomes_unavailable(tmp_path, monkeypatch):
 
 
 def test_unknown_source_and_names_list_the_choices():
-    with pytest.raises(ValueError, match=r"valid sources: \['tfds', 'npz', 'digits', 'toy2d'\]"):
+    with pytest.raises(ValueError, match=r"valid sources: \['tfds', 'npz', 'digits', 'toy2d', 'synthetic'\]"):
         data.load({"name": "mnist", "source": "hdf5"})
     with pytest.raises(ValueError, match=r"valid names: \['two_gaussians', 'circles', 'moons'\]"):
         data.load({"name": "spirals", "source": "toy2d"})
@@ -448,3 +443,32 @@ def test_array_dataset_rejects_bad_arrays():
         data.ArrayDataset(np.zeros((3, 2), np.float32), np.zeros(4, np.int32))
     ds = _indexed(10)
     assert len(ds.take(4)) == 4 and ds.take(0) is ds
+
+
+# ------------------------------------------------------------------------------------- synthetic
+
+
+@pytest.mark.parametrize("name, shape, classes", [("mnist", (28, 28, 1), 10), ("svhn_cropped", (32, 32, 3), 10),
+                                                  ("cifar100", (32, 32, 3), 100)])
+def test_synthetic_standin_has_the_datasets_shape_and_classes(name, shape, classes):
+    train, test, info = data.load({"source": "synthetic", "name": name, "train_size": 200, "test_size": 120})
+    assert info.image_shape == shape and info.num_classes == classes and info.source == "synthetic"
+    assert info.name == f"{name}-standin"  # never mistaken for the real dataset in a report
+    assert train.images.shape == (200,) + shape and train.images.dtype == np.uint8
+    assert set(np.unique(test.labels)) <= set(range(classes)) and len(np.unique(train.labels)) == min(200, classes)
+    again = data.load({"source": "synthetic", "name": name, "train_size": 200, "test_size": 120})[0]
+    np.testing.assert_array_equal(train.images, again.images)
+
+
+def test_synthetic_standin_classes_are_learnable_by_their_mean_pattern():
+    train, test, _ = data.load({"source": "synthetic", "name": "mnist", "train_size": 500, "test_size": 200})
+    x_tr = train.images.reshape(len(train), -1).astype(np.float32)
+    means = np.stack([x_tr[train.labels == k].mean(0) for k in range(10)])
+    x_te = test.images.reshape(len(test), -1).astype(np.float32)
+    pred = np.argmin(((x_te[:, None, :] - means[None]) ** 2).sum(-1), axis=1)
+    assert (pred == test.labels).mean() > 0.9
+
+
+def test_synthetic_standin_unknown_name_lists_the_known_ones():
+    with pytest.raises(ValueError, match=r"no synthetic stand-in for dataset 'imagenet'.*mnist"):
+        data.load({"source": "synthetic", "name": "imagenet"})

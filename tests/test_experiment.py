@@ -3,15 +3,16 @@ as the README says, and fails clearly on a bad config."""
 
 import json
 import os
+import re
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
 from robustjax import experiment
-from tests.conftest import MNIST_NPZ
 from tests.test_config import ROOT, load_config
 
 
@@ -34,24 +35,50 @@ def test_quickstart_smoke(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["standard_mnist.py", "pgd_at_mnist.py"])
-def test_mnist_smoke_on_real_npz(name, tmp_path):
+def test_mnist_smoke_on_real_npz(name, tmp_path, mnist_npz):
     c = load_config(name, "smoke")
-    c.data.source, c.data.path = "npz", MNIST_NPZ
+    c.data.source, c.data.path = "npz", mnist_npz
     results = experiment.run(c, str(tmp_path))
     _check_report(tmp_path, results)
     assert results["info"]["num_train"] == c.data.train_size
 
 
 def test_pgd_at_mnist_smoke_on_mock_tfds(tmp_path):
+    c = load_config("pgd_at_mnist.py", "smoke")
+    c.data.source = "tfds"  # the tfds path itself, on tfds's mock data
     with tfds.testing.mock_data(num_examples=160):
-        results = experiment.run(load_config("pgd_at_mnist.py", "smoke"), str(tmp_path))
+        results = experiment.run(c, str(tmp_path))
     _check_report(tmp_path, results)
 
 
 def _main(*args, cwd=ROOT):
     env = dict(os.environ, PYTHONPATH=ROOT, JAX_DISABLE_MOST_OPTIMIZATIONS="1")
-    return subprocess.run([sys.executable, "main.py", *args], cwd=cwd, env=env, capture_output=True,
+    return subprocess.run([sys.executable, os.path.join(ROOT, "main.py"), *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=600)
+
+
+def test_main_without_workdir_writes_the_report_under_runs(tmp_path):
+    """README command 1's way: no --workdir, run from another directory; the report lands in
+    ./runs/<config>-<args>-<timestamp>/ and main.py prints it."""
+    proc = _main(f"--config={ROOT}/configs/quickstart.py:smoke", "--config.train.steps=2", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = os.listdir(tmp_path / "runs")
+    assert len(runs) == 1 and re.fullmatch(r"quickstart-smoke-\d{8}-\d{6}", runs[0]), runs
+    report = tmp_path / "runs" / runs[0] / "report.md"
+    assert report.exists()
+    assert "Clean accuracy" in proc.stdout and f"runs/{runs[0]}/report.md" in proc.stdout
+    assert "SMOKE RUN" in report.read_text()
+
+
+def test_default_workdir_names_keep_config_arguments_readable():
+    import main
+
+    t = time.mktime((2026, 11, 23, 10, 15, 0, 0, 0, -1))
+    assert main.default_workdir("configs/quickstart.py", t) == "runs/quickstart-20261123-101500"
+    assert main.default_workdir("configs/atgan_svhn.py:eps_t=8", t) == "runs/atgan_svhn-eps_t8-20261123-101500"
+    assert main.default_workdir("/x/configs/atgan_mnist.py:eps_t=0.2,frac=0.5,smoke", t) == (
+        "runs/atgan_mnist-eps_t0.2-frac0.5-smoke-20261123-101500")
+    assert main.default_workdir("configs/a.py:x=../../etc", t) == "runs/a-x....etc-20261123-101500"
 
 
 def test_main_runs_quickstart_smoke_with_overrides(tmp_path):

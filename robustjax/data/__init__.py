@@ -13,6 +13,7 @@ evaluation batches add ``"mask": bool [B]``. Sources:
 - ``npz``: a local file with ``x_train/y_train/x_test/y_test`` (the offline route).
 - ``digits``: scikit-learn's bundled 8x8 digits resized to ``image_size`` (default 16): no download.
 - ``toy2d``: two Gaussians, concentric circles, two half-moons in [0, 1]^2.
+- ``synthetic``: stand-in images with the shape and classes of a named dataset (smoke runs, offline).
 
 Differences from a tf.data pipeline, on purpose: the datasets here fit in host memory, so a split is one
 uint8 array and the training stream is a pure function of ``(seed, step)`` - seeking for a resumed run
@@ -24,10 +25,11 @@ from robustjax.data.batching import (epoch_permutation, eval_batches, prefetch, 
 from robustjax.data.core import ArrayDataset, DataInfo, DatasetUnavailableError, validate
 from robustjax.data.loader import DEFAULTS, SOURCES, infer_source, load
 from robustjax.data.sources import TOY2D_NAMES, load_digits, load_npz, load_toy2d
+from robustjax.data.synthetic import load_synthetic
 from robustjax.data.tfds_source import TFDS_NAMES, load_tfds
 
 __all__ = [
     "ArrayDataset", "DataInfo", "DatasetUnavailableError", "DEFAULTS", "SOURCES", "TFDS_NAMES",
     "TOY2D_NAMES", "epoch_permutation", "eval_batches", "infer_source", "load", "load_digits", "load_npz",
-    "load_tfds", "load_toy2d", "prefetch", "steps_per_epoch", "train_batches", "validate",
+    "load_synthetic", "load_tfds", "load_toy2d", "prefetch", "steps_per_epoch", "train_batches", "validate",
 ]

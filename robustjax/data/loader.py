@@ -2,12 +2,13 @@
 
     train, test, info = load(config.data)                       # an ml_collections.ConfigDict or a dict
     train, test, info = load({"name": "moons", "source": "toy2d", "num_points": 1000})
-    train, test, info = load({"source": "npz", "path": "../shared/data/mnist.npz", "train_size": 1000})
+    train, test, info = load({"source": "npz", "path": "data/mnist.npz", "train_size": 1000})
 
 Fields read from the config (all optional; defaults in ``DEFAULTS``):
   name         tfds name | "digits" | "two_gaussians" | "circles" | "moons" | any label for npz
                (npz: "" = the file name)
-  source       "tfds" | "npz" | "digits" | "toy2d"; "" = inferred from name (digits, toy names, else
+  source       "tfds" | "npz" | "digits" | "toy2d" | "synthetic" (stand-in data shaped like ``name``,
+               for smoke runs); "" = inferred from name (digits, toy names, else
                tfds; no name and no source = digits)
   path         npz file (source=npz)
   data_dir     tfds data_dir ("" = tfds default); download: tfds may try to prepare a missing dataset
@@ -22,10 +23,10 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from robustjax.data import sources, tfds_source
+from robustjax.data import sources, synthetic, tfds_source
 from robustjax.data.core import ArrayDataset, DataInfo, validate
 
-SOURCES = ("tfds", "npz", "digits", "toy2d")
+SOURCES = ("tfds", "npz", "digits", "toy2d", "synthetic")
 
 DEFAULTS: dict[str, Any] = dict(
     name="", source="", path="", data_dir="", download=True, train_size=0, test_size=0,
@@ -94,6 +95,9 @@ def load(data_cfg: Mapping[str, Any] | Any, **overrides: Any) -> tuple[ArrayData
                              "'digits'); for other datasets use source 'tfds', 'npz' or 'toy2d'")
         train, test, info = sources.load_digits(
             image_size=_int_field(cfg, "image_size", minimum=1), train_size=train_size, test_size=test_size)
+    elif source == "synthetic":
+        train, test, info = synthetic.load_synthetic(name or "digits", train_size=train_size,
+                                                     test_size=test_size, seed=_int_field(cfg, "seed"))
     elif source == "toy2d":
         if name not in sources.TOY2D_NAMES:
             raise ValueError(f"config.data.name={name!r} is not a toy2d dataset; valid names: "

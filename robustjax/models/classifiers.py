@@ -19,7 +19,7 @@ Shared conventions (the training loop, the defenses and the attacks rely on them
 - BatchNorm: ``nn.BatchNorm(use_running_average=not train, momentum=0.9)``; dropout draws from the
   ``"dropout"`` rng and is active only when ``train=True``.
 - Every 2x2 max pool is :func:`layers.max_pool_2x2` (reshape form; its gradient is far cheaper on CPU
-  than ``lax.reduce_window``'s, see FIELD-NOTES).
+  than ``lax.reduce_window``'s, see ``layers``).
 
 Parameter counts (10 classes, width 1): cw_mnist 312,202 and lenet 3,274,634 and zantedeschi_cnn
 710,218 and zantedeschi_resnet 353,994 (28x28x1); small_cnn 38,282 (16x16x1); allcnn 1,369,848,
