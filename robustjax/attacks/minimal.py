@@ -32,10 +32,6 @@ def _check(name, logits_fn, x, y, bounds, norm=None, norms=("linf", "l2"), **pos
     return num_classes
 
 
-def _label_logit(logits: Array, labels: Array) -> Array:
-    return jnp.take_along_axis(logits, labels[:, None].astype(jnp.int32), axis=-1)[:, 0]
-
-
 # --------------------------------------------------------------------------------------------------------
 # DeepFool
 # --------------------------------------------------------------------------------------------------------
@@ -95,7 +91,7 @@ def deepfool(
 
     def diffs(x_):
         z = logits_fn(x_)
-        return jnp.take_along_axis(z, others, axis=-1) - _label_logit(z, y)[:, None], z  # [B, C]
+        return jnp.take_along_axis(z, others, axis=-1) - core._label_logit(z, y)[:, None], z  # [B, C]
 
     def body(carry):
         i, r_total, x_adv, active = carry
@@ -205,7 +201,7 @@ def cw_l2(
     w0 = jnp.arctanh(jnp.clip((x - lo) / (hi - lo) * 2.0 - 1.0, -1.0 + 1e-6, 1.0 - 1e-6))
 
     def margin(z):
-        z_y = _label_logit(z, y)
+        z_y = core._label_logit(z, y)
         other = jnp.max(jnp.where(onehot, -jnp.inf, z), axis=-1)
         return (other - z_y) if targeted else (z_y - other)  # <= -confidence  <=>  success
 
