@@ -11,7 +11,6 @@ default [0, 1]; ``stop_gradient`` of the adversarial batch). See ``core`` for lo
 from robustjax.attacks.core import (
     LOSSES,
     NORMS,
-    canonicalize_convs,
     ce_loss,
     clip_box,
     dlr_loss,
@@ -28,23 +27,42 @@ from robustjax.attacks.core import (
     project_linf,
     validate_inputs,
 )
+from robustjax.attacks.apgd import apgd
+from robustjax.attacks.autoattack import autoattack
+from robustjax.attacks.fab import fab
 from robustjax.attacks.gradient import bim, fgm, fgsm, mim, pgd, rand_fgsm
+from robustjax.attacks.jsma import jsma
+from robustjax.attacks.minimal import cw_l2, deepfool
 from robustjax.attacks.search import minimal_eps, minimal_fgsm
+from robustjax.attacks.spec import ATTACKS, BUDGET_ATTACKS, MINIMAL_ATTACKS, Attack, get_attack, resolve
+from robustjax.attacks.square import square
+from robustjax.attacks.xla_cpu import canonicalize_convs
 
 __all__ = [
+    "ATTACKS",
+    "Attack",
+    "BUDGET_ATTACKS",
     "LOSSES",
+    "MINIMAL_ATTACKS",
     "NORMS",
+    "apgd",
+    "autoattack",
     "bim",
     "canonicalize_convs",
     "ce_loss",
     "clip_box",
+    "cw_l2",
+    "deepfool",
     "dlr_loss",
     "dlr_targeted_loss",
+    "fab",
     "fgm",
     "fgsm",
+    "get_attack",
     "get_loss",
     "input_gradient",
     "is_success",
+    "jsma",
     "loss_and_grad",
     "lp_norm",
     "margin_loss",
@@ -57,16 +75,7 @@ __all__ = [
     "project_l2",
     "project_linf",
     "rand_fgsm",
+    "resolve",
+    "square",
     "validate_inputs",
 ]
-
-# ---- part B (minimal-norm / ensemble attacks): imports below this line are maintained by part B ----
-# (add `from robustjax.attacks.<module> import ...` lines here and extend __all__ with `__all__ += [...]`)
-from robustjax.attacks.apgd import apgd
-from robustjax.attacks.autoattack import autoattack
-from robustjax.attacks.fab import fab
-from robustjax.attacks.jsma import jsma
-from robustjax.attacks.minimal import cw_l2, deepfool
-from robustjax.attacks.square import square
-
-__all__ += ["apgd", "autoattack", "cw_l2", "deepfool", "fab", "jsma", "square"]
