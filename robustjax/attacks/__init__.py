@@ -5,7 +5,33 @@
     acc = jnp.mean(jnp.argmax(logits_fn(x_adv), -1) == y)
 
 Every attack is ``attack(logits_fn, x, y, key, **hyperparameters) -> x_adv`` (images in ``bounds``,
-default [0, 1]; ``stop_gradient`` of the adversarial batch). See ``core`` for losses and projections.
+default [0, 1]; ``stop_gradient`` of the adversarial batch, inside the box even when ``x`` is not). See
+``core`` for losses and projections, ``spec`` for attacks described as dicts (``attacks.resolve``).
+
+Input checks, and how to turn them on under ``jax.jit``:
+
+* Static problems raise a ValueError at trace time, jitted or not: ``x`` not a floating-point batch
+  ``[B, ...]`` (a single HWC image is told to add its batch axis, ``x[None]``; an NCHW-looking batch that
+  the model rejects gets an NCHW -> NHWC hint), ``y`` not integer labels ``[B]``, an unknown norm, loss or
+  component, a bad loop count.
+* Loop counts (``num_steps``, ``restarts``, ``num_queries``, ``binary_search_steps``, ``num_targets``,
+  ``eot_iter``, ``chunk_size``, ...) follow one rule (``core.validate_count``): a Python int ``>= 1``
+  (numpy integers accepted; bools, floats such as ``2.0`` and arrays refused). The one exception is
+  ``minimal_fgsm``'s ``num_bisection``, which may be 0.
+* Value problems (NaN/inf pixels, pixels outside ``bounds``, labels outside ``[0, K)``, negative or NaN
+  ``eps``/step sizes/other hyperparameters, an infinite eps where the attack needs a finite one) raise a
+  ValueError when the values are concrete (eager calls, constants). On traced values they are
+  ``jax.experimental.checkify.debug_check``s: a plain ``jax.jit`` compiles them away (the same XLA
+  program as without them; ``tests/test_attacks_checks.py`` pins it), and ``checkify`` reports them::
+
+      from jax.experimental import checkify
+      checked = jax.jit(checkify.checkify(robust_accuracy))   # default errors=checkify.user_checks
+      err, acc = checked(params, x, y, key)
+      err.throw()   # JaxRuntimeError: pgd: labels must be in [0, 10) (num_classes from the logits), ...
+
+  ``checkify.checkify`` of an already jitted function works the same way. Cost when on: a few reductions
+  over ``x``, ``y`` and ``eps`` per attack call (one pass over the batch, next to the attack's many
+  forward and backward passes), and an error value carried out of the compiled function.
 """
 
 from robustjax.attacks.core import (
