@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax.experimental import checkify
 
 from robustjax import attacks
 from robustjax.attacks import core
@@ -166,14 +167,35 @@ def test_validate_rejects_bad_inputs(kwargs, match):
         core.validate_inputs(x, y, **args)
 
 
-def test_validate_skips_tracers():
-    # A NaN pixel inside jit cannot be checked (values unknown at trace time): no error, no crash.
-    @jax.jit
+def test_validate_under_plain_jit_is_silent_and_checkify_reports():
+    # Traced values are unknown at trace time: a plain jit runs on (no error, no crash) ...
     def f(x, eps):
         core.validate_inputs(x, Y, eps=eps, num_classes=10)
         return x
 
-    f(X.at[0, 0, 0, 0].set(jnp.nan), -1.0)
+    jax.jit(f)(X.at[0, 0, 0, 0].set(jnp.nan), -1.0)
+    # ... and checkify reports the first problem, with its run-time values.
+    checked = jax.jit(checkify.checkify(f))
+    assert checked(X, 0.1)[0].get() is None
+    assert "x has 1 non-finite pixel(s)" in checked(X.at[0, 0, 0, 0].set(jnp.nan), -1.0)[0].get()
+    assert "eps must be >= 0 (inf allowed), got -1" in checked(X, -1.0)[0].get()
+
+
+def test_validate_static_checks_run_under_jit_and_hint_at_the_batch_axis():
+    with pytest.raises(ValueError, match=r"looks like one HWC image.*x\[None\]"):
+        jax.jit(lambda x, y: core.validate_inputs(x, y)).trace(X[0], Y[0])
+    with pytest.raises(ValueError, match=r"y must be a vector of labels \[batch\] = \[2\], got a scalar"):
+        jax.jit(lambda x, y: core.validate_inputs(x, y)).trace(X, Y[0])
+
+
+def test_validate_count_rule():
+    assert core.validate_count(3, "num_steps", "pgd") == 3
+    assert type(core.validate_count(np.int32(3), "num_steps", "pgd")) is int
+    assert core.validate_count(None, "chunk_size", "apgd", allow_none=True) is None
+    assert core.validate_count(0, "num_bisection", "minimal_fgsm", minimum=0) == 0
+    for bad in (0, 2.5, True, None, jnp.asarray(3)):
+        with pytest.raises(ValueError, match="pgd: num_steps must be an integer >= 1"):
+            core.validate_count(bad, "num_steps", "pgd")
 
 
 # ---- canonicalize_convs -----------------------------------------------------------------------------------

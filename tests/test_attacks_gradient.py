@@ -269,7 +269,7 @@ def test_rand_fgsm_rejects_alpha_above_eps(data, mlp):
         (dict(loss="hinge"), "Unknown loss 'hinge'"),
         (dict(eps=-0.1), "eps must be >= 0"),
         (dict(step_size=-0.1), "step_size must be >= 0"),
-        (dict(restarts=0), "restarts must be >= 1"),
+        (dict(restarts=0), "restarts must be an integer >= 1, got 0"),
         (dict(bounds=(1.0, 0.0)), "lo < hi"),
     ],
 )

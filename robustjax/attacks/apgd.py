@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from robustjax.attacks import core
+from robustjax.attacks import core, xla_cpu
 from robustjax.types import Array, LogitsFn, LossFn, PRNGKey
 
 LOSS_CHOICES = ("ce", "margin", "dlr", "dlr_targeted")
@@ -94,7 +94,7 @@ def _apgd_run(logits_fn, x, eps, key, obj_fn, success_fn, *, norm, num_steps, rh
         # Expectation over transformation: average objective, logits and gradient over eot_iter draws.
         keys = jax.random.split(k, eot_iter)
         acc = jax.lax.fori_loop(
-            1, eot_iter, core.canonicalize_convs(lambda e, acc: jax.tree_util.tree_map(jnp.add, acc, one(keys[e]))),
+            1, eot_iter, xla_cpu.canonicalize_convs(lambda e, acc: jax.tree_util.tree_map(jnp.add, acc, one(keys[e]))),
             one(keys[0]))
         o, z, g = jax.tree_util.tree_map(lambda v: v / eot_iter, acc)
         return o, success_fn(z), g
@@ -151,7 +151,7 @@ def _apgd_run(logits_fn, x, eps, key, obj_fn, success_fn, *, norm, num_steps, rh
             reduced_last=jnp.where(at_ck, reduce, s["reduced_last"]),
         )
 
-    s = jax.lax.fori_loop(0, num_steps, core.canonicalize_convs(body), state)
+    s = jax.lax.fori_loop(0, num_steps, xla_cpu.canonicalize_convs(body), state)
     x_out = jnp.where(ex(s["found"]), s["x_adv"], s["x_max"])
     best = jnp.where(s["found"], s["o_adv"], s["o_max"])
     return x_out, s["found"], best
@@ -227,21 +227,21 @@ def apgd(
       ``stop_gradient`` of the adversarial batch (inside the ``eps`` ball and the box).
     """
     core.validate_norm(norm, ("linf", "l2"))
-    if not isinstance(eot_iter, int) or eot_iter < 1:
-        raise ValueError(f"apgd: eot_iter must be a positive int, got {eot_iter!r}.")
+    num_steps = core.validate_count(num_steps, "num_steps", "apgd")
+    restarts = core.validate_count(restarts, "restarts", "apgd")
+    num_targets = core.validate_count(num_targets, "num_targets", "apgd")
+    eot_iter = core.validate_count(eot_iter, "eot_iter", "apgd")
+    chunk_size = core.validate_count(chunk_size, "chunk_size", "apgd", allow_none=True)
+    if not callable(loss) and loss not in LOSS_CHOICES:
+        raise ValueError(f"apgd: unknown loss {loss!r}; valid choices are {list(LOSS_CHOICES)} or a callable.")
+    if key is None:
+        raise ValueError("apgd: needs a PRNG key (random starts), got None; e.g. jax.random.key(0).")
     key, key_clean = jax.random.split(key)
     # A randomised model is checked (classes, clean predictions) with one fixed draw.
     plain_logits_fn = (lambda x_: logits_fn(x_, key_clean)) if stochastic else logits_fn  # noqa: E731
-    num_classes = core.num_classes_of(plain_logits_fn, x)
-    core.validate_inputs(x, y, eps=eps, bounds=bounds, num_classes=num_classes if core.is_concrete(y) else None,
-                         name="apgd", rho=rho, momentum=momentum)
-    if core.is_concrete(eps) and not np.all(np.isfinite(np.asarray(eps, np.float64))):
-        raise ValueError("apgd: eps must be finite (its step size starts at 2 * eps); use pgd for eps=inf.")
-    if not callable(loss) and loss not in LOSS_CHOICES:
-        raise ValueError(f"apgd: unknown loss {loss!r}; valid choices are {list(LOSS_CHOICES)} or a callable.")
-    for name, value in (("num_steps", num_steps), ("restarts", restarts), ("num_targets", num_targets)):
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"apgd: {name} must be a positive int, got {value!r}.")
+    num_classes = core.check_attack_inputs(
+        "apgd", plain_logits_fn, x, y, eps=eps, bounds=bounds, rho=rho, momentum=momentum,
+        finite_eps="its step size starts at 2 * eps; use pgd for eps=inf")
     if loss in ("dlr", "dlr_targeted"):
         need = 4 if (loss == "dlr_targeted" or targeted) else 3
         if num_classes < need:
@@ -249,21 +249,18 @@ def apgd(
                 f"apgd: loss={loss!r}{' (targeted)' if targeted else ''} needs at least {need} classes, the "
                 f"logits have {num_classes}; use loss='ce' or 'margin'."
             )
-    if chunk_size is not None and (not isinstance(chunk_size, int) or isinstance(chunk_size, bool)
-                                   or chunk_size < 1):
-        raise ValueError(f"apgd: chunk_size must be a positive int or None, got {chunk_size!r}.")
     y = y.astype(jnp.int32)
     solve = functools.partial(
         _apgd_solve, logits_fn, plain_logits_fn, norm=norm, num_steps=num_steps, loss=loss, restarts=restarts,
         num_targets=num_targets, num_classes=num_classes, rho=rho, momentum=momentum, targeted=targeted,
         eot_iter=eot_iter, stochastic=stochastic, bounds=bounds)
     if chunk_size is None or chunk_size >= x.shape[0]:
-        return jax.lax.stop_gradient(solve(key, x, y, eps))
+        return core.finish(solve(key, x, y, eps), bounds)
     live = ~core.is_success(plain_logits_fn(x), y, targeted)
     eps_b = jnp.broadcast_to(jnp.asarray(eps, x.dtype), y.shape)
     (x_out,) = core.map_live_chunks(lambda k, ops, lv: (solve(k, *ops),), lambda ops, lv: (ops[0],),
                                     (x, y, eps_b), live, key, chunk_size)
-    return jax.lax.stop_gradient(x_out)
+    return core.finish(x_out, bounds)
 
 
 def _apgd_solve(logits_fn, plain_logits_fn, key, x, y, eps, *, norm, num_steps, loss, restarts, num_targets,
@@ -311,5 +308,5 @@ def _apgd_solve(logits_fn, plain_logits_fn, key, x, y, eps, *, norm, num_steps, 
         return x_out, found | found_r, jnp.where(take, best_r, best)
 
     init = (x, found0, jnp.full(y.shape, -jnp.inf, logits0.dtype))
-    x_out, _, _ = jax.lax.fori_loop(0, num_runs, core.canonicalize_convs(outer), init)
+    x_out, _, _ = jax.lax.fori_loop(0, num_runs, xla_cpu.canonicalize_convs(outer), init)
     return x_out

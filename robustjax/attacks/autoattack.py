@@ -16,7 +16,6 @@ import functools
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from robustjax.attacks import core
 from robustjax.attacks.apgd import apgd
@@ -121,6 +120,9 @@ def autoattack(
     if version not in VERSIONS:
         raise ValueError(f"autoattack: unknown version {version!r}; valid choices are {sorted(VERSIONS)}.")
     core.validate_norm(norm, ("linf", "l2"))
+    if isinstance(attacks, str):
+        raise ValueError(f"autoattack: attacks must be a sequence of component names, e.g. ({attacks!r},), "
+                         f"got the string {attacks!r}.")
     names = tuple(attacks) if attacks is not None else VERSIONS[version]
     if not names:
         raise ValueError("autoattack: attacks must name at least one component.")
@@ -130,17 +132,18 @@ def autoattack(
     if stochastic and any(n not in ("apgd-ce", "apgd-dlr") for n in names):
         raise ValueError("autoattack: stochastic=True is supported by apgd-ce and apgd-dlr only "
                          "(version='rand' or attacks=('apgd-ce', 'apgd-dlr')).")
+    num_steps = core.validate_count(num_steps, "num_steps", "autoattack")
+    num_queries = core.validate_count(num_queries, "num_queries", "autoattack")
+    num_targets = core.validate_count(num_targets, "num_targets", "autoattack")
+    restarts = core.validate_count(restarts, "restarts", "autoattack", allow_none=True)
+    chunk_size = core.validate_count(chunk_size, "chunk_size", "autoattack", allow_none=True)
+    if key is None:
+        raise ValueError("autoattack: needs a PRNG key (random starts), got None; e.g. jax.random.key(0).")
     key, key_eval = jax.random.split(key)
     plain_logits_fn = (lambda x_: logits_fn(x_, key_eval)) if stochastic else logits_fn  # noqa: E731
-    num_classes = core.num_classes_of(plain_logits_fn, x)
-    core.validate_inputs(x, y, eps=eps, bounds=bounds, num_classes=num_classes if core.is_concrete(y) else None,
-                         name="autoattack")
-    if core.is_concrete(eps) and not np.all(np.isfinite(np.asarray(eps, np.float64))):
-        raise ValueError("autoattack: eps must be finite.")
+    core.check_attack_inputs("autoattack", plain_logits_fn, x, y, eps=eps, bounds=bounds, finite_eps=True)
     y = y.astype(jnp.int32)
 
-    if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
-        raise ValueError(f"autoattack: chunk_size must be a positive int or None, got {chunk_size!r}.")
     batch = x.shape[0]
     eps_b = jnp.broadcast_to(jnp.asarray(eps, x.dtype), (batch,))
     chunked = chunk_size is not None and chunk_size < batch
@@ -168,4 +171,4 @@ def autoattack(
         newly = robust & fooled
         x_adv = jnp.where(core.per_example(newly, x), x_new, x_adv)
         robust = robust & ~fooled
-    return jax.lax.stop_gradient(x_adv)
+    return core.finish(x_adv, bounds)

@@ -13,19 +13,27 @@ Conventions used across ``robustjax.attacks``:
   never static, so one compiled function serves a whole eps grid (and bisection searches per example).
   ``eps = jnp.inf`` means "no norm constraint, box only".
 * Nothing here imports flax: attacks only ever see ``logits_fn: x -> logits``.
+* Validation (the last section) is in two kinds. *Static* checks (ranks, shapes, dtypes, loop counts,
+  names) raise a ValueError at trace time, under ``jit`` too. *Value* checks (finite pixels, pixels in
+  ``bounds``, labels in ``[0, K)``, ``eps`` and step sizes ``>= 0``) raise a ValueError on concrete values
+  and become ``jax.experimental.checkify.debug_check``s on traced ones: a plain ``jax.jit`` drops them
+  (nothing is computed), ``checkify.checkify`` reports them (see the ``robustjax.attacks`` docstring).
 """
 
 from __future__ import annotations
 
-import functools
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import jax
-import jax.extend.core as jex
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import checkify
 
+from robustjax.attacks import xla_cpu
 from robustjax.types import Array, LogitsFn, LossFn, PRNGKey
+
+# The CPU loop-body rewrite lives in ``xla_cpu``; kept reachable here, where it used to be.
+canonicalize_convs = xla_cpu.canonicalize_convs
 
 NORMS = ("linf", "l2", "l1")
 
@@ -372,7 +380,7 @@ def is_success(logits: Array, y: Array, targeted: bool = False) -> Array:
 
 
 # --------------------------------------------------------------------------------------------------------
-# Validation (outside jit only: tracers are skipped silently)
+# Validation: static checks always raise; value checks raise when concrete, debug_check when traced
 # --------------------------------------------------------------------------------------------------------
 
 
@@ -381,42 +389,83 @@ def is_concrete(*values) -> bool:
     return not any(isinstance(v, jax.core.Tracer) for v in jax.tree_util.tree_leaves(values))
 
 
+def require(values: Sequence[Any], predicate: Callable, message: str, fmt: Callable | None = None) -> None:
+    """One value check, concrete or traced.
+
+    ``predicate(xp, *values)`` returns a scalar bool and ``fmt(xp, *values)`` the arguments that fill the
+    ``{}`` of ``message``; ``xp`` is ``numpy`` when every value is concrete and ``jax.numpy`` otherwise.
+    Concrete values that fail raise ``ValueError(message)`` now. Traced values become a
+    ``checkify.debug_check``: dropped by a plain ``jax.jit`` (its inputs are dead code that XLA removes),
+    reported by ``checkify.checkify`` with the run-time values filled in.
+
+    Example:
+      ``require((eps,), lambda xp, e: xp.all(e >= 0), "pgd: eps must be >= 0, got {:.4g}", lambda xp, e: (xp.min(e),))``
+    """
+    if is_concrete(*values):
+        vals = [np.asarray(v) for v in values]
+        if not bool(predicate(np, *vals)):
+            raise ValueError(message.format(*(fmt(np, *vals) if fmt else ())))
+    else:
+        vals = [jnp.asarray(v) for v in values]
+        checkify.debug_check(predicate(jnp, *vals), message, *(fmt(jnp, *vals) if fmt else ()))
+
+
+def count_problem(value: Any, minimum: int = 1, allow_none: bool = False) -> str | None:
+    """What is wrong with a loop count (``None`` if nothing), by the one rule every attack uses.
+
+    A loop count (``num_steps``, ``restarts``, ``num_queries``, ``binary_search_steps``, ...) fixes the
+    shape of the program, so it is static: a Python ``int`` (numpy integers accepted) ``>= minimum``
+    (``minimum`` is 1 except where a count of 0 is meaningful). ``bool``s, floats (even ``2.0``) and
+    arrays are refused.
+    """
+    if value is None and allow_none:
+        return None
+    expect = f"an integer >= {minimum}" + (" or None" if allow_none else "")
+    if isinstance(value, jax.core.Tracer) or isinstance(value, jax.Array):
+        return (f"must be {expect} known at trace time (it fixes the program's shape), got an array; pass a "
+                f"Python int (mark it static, e.g. jax.jit(..., static_argnames=...))")
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        return f"must be {expect}, got {value!r}"
+    if value < minimum:
+        return f"must be {expect}, got {value!r}"
+    return None
+
+
+def validate_count(value: Any, what: str, name: str, minimum: int = 1, allow_none: bool = False) -> int | None:
+    """Checks a loop count by :func:`count_problem`'s rule and returns it as a Python int (or ``None``).
+
+    Raises:
+      ValueError: ``"{name}: {what} must be an integer >= {minimum}, got ..."``.
+    """
+    problem = count_problem(value, minimum, allow_none)
+    if problem is not None:
+        raise ValueError(f"{name}: {what} {problem}.")
+    return None if value is None else int(value)
+
+
 def validate_norm(norm: str, valid: Sequence[str] = ("linf", "l2")) -> None:
     """Raises ValueError if ``norm`` is not one of ``valid`` (a static check, also run under jit)."""
     if norm not in valid:
         raise ValueError(_norm_error(norm, valid))
 
 
-def validate_inputs(
-    x: Array,
-    y: Array | None = None,
-    *,
-    eps: float | Array | None = None,
-    bounds: tuple[float, float] | None = (0.0, 1.0),
-    num_classes: int | None = None,
-    atol: float = 1e-5,
-    name: str = "attack",
-    **positive: float | Array | None,
-) -> None:
-    """Checks an attack's inputs and raises a ValueError that says what is wrong and how to fix it.
+def looks_nchw(shape: Sequence[int]) -> bool:
+    """True for a 4-D shape whose axis 1 looks like channels (1 or 3) and whose last axis does not."""
+    return len(shape) == 4 and shape[1] in (1, 3) and shape[3] not in (1, 3, 4) and shape[3] > 4
 
-    Shape and dtype checks always run (shapes are static). Value checks (finite pixels, pixels inside
-    ``bounds``, labels in ``[0, num_classes)``, ``eps >= 0``, extra non-negative hyperparameters) only run
-    on concrete values; under ``jit``/``vmap`` the traced values are skipped silently.
 
-    Args:
-      x: image batch ``[B, ...]`` (floating point).
-      y: label batch ``[B]`` (integer), or ``None``.
-      eps: radius (scalar or ``[B]``), ``jnp.inf`` allowed; ``None`` skips.
-      bounds: ``(lo, hi)`` pixel range with ``lo < hi``; ``None`` skips the box check.
-      num_classes: number of classes ``K`` if known (labels must be in ``[0, K)``).
-      atol: tolerance for pixels slightly outside ``bounds``.
-      name: attack name used in the messages.
-      **positive: further hyperparameters that must be ``>= 0`` (e.g. ``step_size=0.01``).
+def nchw_hint(shape: Sequence[int]) -> str:
+    """A hint for NCHW-looking batches (``""`` otherwise): robustjax attacks and models use NHWC."""
+    if not looks_nchw(shape):
+        return ""
+    return (f" x {tuple(shape)} looks like NCHW [batch, channels, height, width]; robustjax attacks take NHWC "
+            f"images [batch, height, width, channels]: pass x.transpose(0, 2, 3, 1) (and have logits_fn take "
+            f"NHWC, e.g. transpose back inside it).")
 
-    Raises:
-      ValueError: on the first problem found.
-    """
+
+def validate_static(x: Array, y: Array | None = None, *, eps=None, bounds=(0.0, 1.0), name: str = "attack",
+                    **per_example) -> None:
+    """The static half of :func:`validate_inputs` (ranks, shapes, dtypes): raises at trace time, under jit too."""
     x_shape = tuple(np.shape(x))
     if len(x_shape) < 2:
         raise ValueError(
@@ -431,9 +480,19 @@ def validate_inputs(
     if y is not None:
         y_shape = tuple(np.shape(y))
         if y_shape != x_shape[:1]:
+            if len(x_shape) == 3 and x_shape[-1] in (1, 3, 4) and y_shape in ((), (1,)):
+                raise ValueError(
+                    f"{name}: x {x_shape} looks like one HWC image, read as a batch of {x_shape[0]}; add a "
+                    f"batch axis: x[None] (and y[None] for a scalar label; y has shape {y_shape})."
+                )
+            if y_shape == ():
+                raise ValueError(
+                    f"{name}: y must be a vector of labels [batch] = [{x_shape[0]}], got a scalar; for one "
+                    f"example pass x[None] and y[None]."
+                )
             raise ValueError(
-                f"{name}: y must have shape [batch] = [{x_shape[0]}] to match x {x_shape}, got {y_shape}; "
-                f"pass integer class labels, not one-hot vectors."
+                f"{name}: y must have shape [batch] = [{x_shape[0]}] to match x {x_shape} (batch axis first), "
+                f"got {y_shape}; pass integer class labels, not one-hot vectors."
             )
         if not jnp.issubdtype(jnp.result_type(y), jnp.integer):
             raise ValueError(
@@ -443,159 +502,141 @@ def validate_inputs(
     if bounds is not None:
         if len(bounds) != 2:
             raise ValueError(f"{name}: bounds must be a pair (lo, hi), got {bounds!r}.")
-        if is_concrete(bounds):
-            lo, hi = (float(b) for b in bounds)
-            if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
-                raise ValueError(
-                    f"{name}: bounds must be finite with lo < hi, got {bounds!r}; e.g. bounds=(0.0, 1.0)."
-                )
-    if eps is not None:
-        eps_shape = tuple(np.shape(eps))
-        if eps_shape not in ((), x_shape[:1]):
-            raise ValueError(
-                f"{name}: eps must be a scalar or per-example [{x_shape[0]}], got shape {eps_shape}."
-            )
-    for key, value in positive.items():
-        if value is not None and tuple(np.shape(value)) not in ((), x_shape[:1]):
+        for b in bounds:
+            if np.shape(b) != ():
+                raise ValueError(f"{name}: bounds must be two scalars (lo, hi), got shapes "
+                                 f"{[np.shape(b) for b in bounds]}.")
+    for key, value in (("eps", eps), *per_example.items()):
+        if value is None:
+            continue
+        if isinstance(value, (str, bytes)) or not jnp.issubdtype(jnp.result_type(value), jnp.number):
+            raise ValueError(f"{name}: {key} must be a number (scalar or per-example [{x_shape[0]}]), "
+                             f"got {value!r}.")
+        if tuple(np.shape(value)) not in ((), x_shape[:1]):
             raise ValueError(
                 f"{name}: {key} must be a scalar or per-example [{x_shape[0]}], got shape {np.shape(value)}."
             )
 
-    # Value checks: only on concrete arrays.
-    if is_concrete(x):
-        x_np = np.asarray(x)
-        if not np.all(np.isfinite(x_np)):
-            bad = int(np.sum(~np.isfinite(x_np)))
-            raise ValueError(
-                f"{name}: x has {bad} non-finite pixel(s) (NaN or inf); clean the inputs before attacking."
-            )
-        if bounds is not None and is_concrete(bounds) and x_np.size:
-            lo, hi = (float(b) for b in bounds)
-            xmin, xmax = float(x_np.min()), float(x_np.max())
-            if xmin < lo - atol or xmax > hi + atol:
-                raise ValueError(
-                    f"{name}: pixels of x lie in [{xmin:.4g}, {xmax:.4g}], outside bounds=({lo}, {hi}); "
-                    f"rescale the images to the bounds (e.g. x / 255.0) or pass the right bounds=."
-                )
-    if y is not None and is_concrete(y) and num_classes is not None and np.size(y):
-        y_np = np.asarray(y)
-        if y_np.min() < 0 or y_np.max() >= num_classes:
-            raise ValueError(
+
+def _validate_values(x, y, eps, bounds, num_classes, atol, name, finite_eps, nonneg) -> None:
+    if bounds is not None:
+        lo, hi = bounds
+        require((lo, hi), lambda xp, lo, hi: xp.isfinite(lo) & xp.isfinite(hi) & (lo < hi),
+                f"{name}: bounds must be finite with lo < hi, got ({{:.4g}}, {{:.4g}}); e.g. bounds=(0.0, 1.0).",
+                lambda xp, lo, hi: (lo, hi))
+    require((x,), lambda xp, x: xp.all(xp.isfinite(x)),
+            f"{name}: x has {{}} non-finite pixel(s) (NaN or inf); clean the inputs before attacking.",
+            lambda xp, x: (xp.sum(~xp.isfinite(x)),))
+    if bounds is not None and np.size(x):
+        require((x, lo, hi), lambda xp, x, lo, hi: (xp.min(x) >= lo - atol) & (xp.max(x) <= hi + atol),
+                f"{name}: pixels of x lie in [{{:.4g}}, {{:.4g}}], outside bounds=({{:.4g}}, {{:.4g}}); rescale "
+                f"the images to the bounds (e.g. x / 255.0) or pass the right bounds=.",
+                lambda xp, x, lo, hi: (xp.min(x), xp.max(x), lo, hi))
+    if y is not None and num_classes is not None and np.size(y):
+        require((y,), lambda xp, y: (xp.min(y) >= 0) & (xp.max(y) < num_classes),
                 f"{name}: labels must be in [0, {num_classes}) (num_classes from the logits), "
-                f"got values in [{y_np.min()}, {y_np.max()}]."
-            )
-    for key, value in (("eps", eps), *positive.items()):
-        if value is None or not is_concrete(value):
+                f"got values in [{{}}, {{}}].",
+                lambda xp, y: (xp.min(y), xp.max(y)))
+    for key, value in (("eps", eps), *nonneg.items()):
+        if value is None:
             continue
-        v = np.asarray(value, dtype=np.float64)
-        if np.any(np.isnan(v)) or np.any(v < 0):
-            raise ValueError(f"{name}: {key} must be >= 0 (jnp.inf allowed for eps), got {value!r}.")
+        allowed = " (inf allowed)" if key == "eps" and not finite_eps else ""
+        require((value,), lambda xp, v: xp.all(v >= 0),  # NaN fails too
+                f"{name}: {key} must be >= 0{allowed}, got {{:.4g}}.", lambda xp, v: (xp.min(v),))
+    if eps is not None and finite_eps:
+        why = f" ({finite_eps})" if isinstance(finite_eps, str) else ""
+        require((eps,), lambda xp, v: xp.all(xp.isfinite(v)),
+                f"{name}: eps must be finite{why}, got {{:.4g}}.", lambda xp, v: (xp.max(v),))
 
 
-def num_classes_of(logits_fn: LogitsFn, x: Array) -> int:
-    """Number of classes, read from the logits' shape without running the model (``jax.eval_shape``)."""
-    shape = jax.eval_shape(logits_fn, jax.ShapeDtypeStruct(np.shape(x), jnp.result_type(x))).shape
-    if len(shape) != 2 or shape[0] != np.shape(x)[0]:
+def validate_inputs(
+    x: Array,
+    y: Array | None = None,
+    *,
+    eps: float | Array | None = None,
+    bounds: tuple[float, float] | None = (0.0, 1.0),
+    num_classes: int | None = None,
+    atol: float = 1e-5,
+    name: str = "attack",
+    finite_eps: bool | str = False,
+    **positive: float | Array | None,
+) -> None:
+    """Checks an attack's inputs and raises a ValueError that says what is wrong and how to fix it.
+
+    Static checks always run, under ``jit`` too: ``x`` a floating-point batch ``[B, ...]``, ``y`` integer
+    labels ``[B]`` (with a hint when ``x`` looks like one image without its batch axis), ``bounds`` a pair,
+    ``eps`` and the hyperparameters scalars or ``[B]``. Value checks (finite pixels, pixels inside
+    ``bounds``, labels in ``[0, num_classes)``, ``eps`` and extra hyperparameters ``>= 0``, ``eps`` finite
+    when ``finite_eps``) raise on concrete values; on traced values they are ``checkify.debug_check``s,
+    free under a plain ``jit`` and reported under ``checkify.checkify`` (see :func:`require`).
+
+    Args:
+      x: image batch ``[B, ...]`` (floating point).
+      y: label batch ``[B]`` (integer), or ``None``.
+      eps: radius (scalar or ``[B]``), ``jnp.inf`` allowed unless ``finite_eps``; ``None`` skips.
+      bounds: ``(lo, hi)`` pixel range with ``lo < hi``; ``None`` skips the box check.
+      num_classes: number of classes ``K`` if known (labels must be in ``[0, K)``).
+      atol: tolerance for pixels slightly outside ``bounds``.
+      name: attack name used in the messages.
+      finite_eps: also require a finite ``eps`` (a string: the reason, added to the message).
+      **positive: further hyperparameters that must be ``>= 0`` (e.g. ``step_size=0.01``).
+
+    Raises:
+      ValueError: on the first problem found (value problems only when the values are concrete).
+    """
+    validate_static(x, y, eps=eps, bounds=bounds, name=name, **positive)
+    _validate_values(x, y, eps, bounds, num_classes, atol, name, finite_eps, positive)
+
+
+def num_classes_of(logits_fn: LogitsFn, x: Array, name: str = "attack") -> int:
+    """Number of classes, read from the logits' shape without running the model (``jax.eval_shape``).
+
+    If ``logits_fn`` fails on ``x`` and ``x`` looks NCHW, the error says so (the model's own shape error
+    rarely does).
+    """
+    x_shape = tuple(np.shape(x))
+    try:
+        shape = jax.eval_shape(logits_fn, jax.ShapeDtypeStruct(x_shape, jnp.result_type(x))).shape
+    except (TypeError, ValueError) as e:
+        hint = nchw_hint(x_shape)
+        if hint:
+            raise ValueError(f"{name}: logits_fn failed on x ({type(e).__name__}: {e}).{hint}") from e
+        raise
+    if len(shape) != 2 or shape[0] != x_shape[0]:
         raise ValueError(
-            f"logits_fn must map x {tuple(np.shape(x))} to logits [batch, num_classes], got shape {shape}."
+            f"{name}: logits_fn must map x {x_shape} to logits [batch, num_classes], got shape {shape}."
+            + nchw_hint(x_shape)
         )
     return int(shape[-1])
 
 
-# --------------------------------------------------------------------------------------------------------
-# Loop bodies on CPU: canonical convolutions
-# --------------------------------------------------------------------------------------------------------
-#
-# XLA:CPU rewrites a convolution whose operands are not NHWC/HWIO into a canonical one (so that it runs
-# on the fast YNNPACK/Eigen kernels) only in the *entry* computation (xla/service/cpu/conv_canonicalization.cc
-# walks `module->entry_computation()`). JAX's transpose rule gives every input-gradient convolution a
-# kernel with its in/out dimensions swapped ("01oi"), so inside a `while` body (fori_loop, scan) those
-# convolutions fall back to a naive elemental loop: PGD-40 on a LeNet ran 5.7x slower than 40 separate
-# gradients (docs/attack_speed_notes.md). `canonicalize_convs` re-emits such convolutions with explicit
-# transposes to NHWC/HWIO, which XLA then fuses normally. It changes no numbers, only the HLO.
+def check_attack_inputs(
+    name: str,
+    logits_fn: LogitsFn,
+    x: Array,
+    y: Array | None,
+    *,
+    eps: float | Array | None = None,
+    bounds: tuple[float, float] | None = (0.0, 1.0),
+    finite_eps: bool | str = False,
+    **positive: float | Array | None,
+) -> int:
+    """An attack's entry check: static checks, the number of classes (no model run), then value checks.
 
+    The order matters: a wrong rank or dtype is reported as such before the model sees ``x``.
 
-def _canonical_conv(lhs, rhs, params):
-    dn = params["dimension_numbers"]
-    lhs_spec, rhs_spec, out_spec = dn.lhs_spec, dn.rhs_spec, dn.out_spec
-    n = len(lhs_spec)
-    canon_io = (0, n - 1, *range(1, n - 1))       # batch, feature, spatial... for NHWC
-    canon_k = (n - 1, n - 2, *range(0, n - 2))    # out, in, spatial... for HWIO
-    if (
-        (tuple(lhs_spec), tuple(rhs_spec), tuple(out_spec)) == (canon_io, canon_k, canon_io)
-        or params.get("feature_group_count", 1) != 1
-        or params.get("batch_group_count", 1) != 1
-    ):
-        return jex.primitives.conv_general_dilated_p.bind(lhs, rhs, **params)
-    lhs_t = jnp.transpose(lhs, (lhs_spec[0], *lhs_spec[2:], lhs_spec[1]))
-    rhs_t = jnp.transpose(rhs, (*rhs_spec[2:], rhs_spec[1], rhs_spec[0]))
-    new_dn = jax.lax.ConvDimensionNumbers(lhs_spec=canon_io, rhs_spec=canon_k, out_spec=canon_io)
-    out = jex.primitives.conv_general_dilated_p.bind(lhs_t, rhs_t, **{**params, "dimension_numbers": new_dn})
-    perm = [0] * n
-    perm[out_spec[0]], perm[out_spec[1]] = 0, n - 1
-    for i, axis in enumerate(out_spec[2:]):
-        perm[axis] = 1 + i
-    return jnp.transpose(out, perm)
-
-
-def _eval_canonical(jaxpr, consts, *args):
-    env = {}
-
-    def read(v):
-        return v.val if isinstance(v, jex.Literal) else env[v]
-
-    def write(v, val):
-        if not isinstance(v, jex.DropVar):
-            env[v] = val
-
-    for v, val in zip(jaxpr.constvars, consts):
-        write(v, val)
-    for v, val in zip(jaxpr.invars, args):
-        write(v, val)
-    for eqn in jaxpr.eqns:
-        invals = [read(v) for v in eqn.invars]
-        prim = eqn.primitive
-        if prim is jex.primitives.conv_general_dilated_p:
-            outs = [_canonical_conv(*invals, eqn.params)]
-        elif prim in (jex.primitives.jit_p, jex.primitives.closed_call_p):
-            closed = eqn.params["jaxpr"] if prim is jex.primitives.jit_p else eqn.params["call_jaxpr"]
-            inner = getattr(closed, "jaxpr", closed)
-            outs = _eval_canonical(inner, getattr(closed, "consts", ()), *invals)
-        else:
-            bind_params = prim.get_bind_params(eqn.params)
-            subfuns = []
-            if isinstance(bind_params, tuple):  # older jax: (subfuns, params)
-                subfuns, bind_params = bind_params
-            ctx = getattr(getattr(eqn, "ctx", None), "manager", None)
-            if ctx is not None:
-                with ctx:
-                    outs = prim.bind(*subfuns, *invals, **bind_params)
-            else:
-                outs = prim.bind(*subfuns, *invals, **bind_params)
-            if not prim.multiple_results:
-                outs = [outs]
-        for v, val in zip(eqn.outvars, outs):
-            write(v, val)
-    return [read(v) for v in jaxpr.outvars]
-
-
-def canonicalize_convs(fn: Callable) -> Callable:
-    """Wraps a loop body so that its convolutions reach XLA:CPU in NHWC/HWIO form (CPU only).
-
-    Use it on the body of any ``lax.fori_loop``/``while_loop``/``scan`` that differentiates through a
-    conv net: ``lax.fori_loop(0, n, canonicalize_convs(body), init)``. On other backends, or if the
-    rewrite meets something it cannot handle, ``fn`` runs unchanged. Numbers are identical either way.
+    Returns:
+      The number of classes ``K`` of ``logits_fn``'s output.
     """
-    if jax.default_backend() != "cpu":
-        return fn
+    validate_static(x, y, eps=eps, bounds=bounds, name=name, **positive)
+    num_classes = num_classes_of(logits_fn, x, name)
+    _validate_values(x, y, eps, bounds, num_classes, 1e-5, name, finite_eps, positive)
+    return num_classes
 
-    @functools.wraps(fn)
-    def wrapped(*args):
-        try:
-            closed, out_shape = jax.make_jaxpr(fn, return_shape=True)(*args)
-        except Exception:  # pragma: no cover - fall back to the plain body
-            return fn(*args)
-        flat = _eval_canonical(closed.jaxpr, closed.consts, *jax.tree_util.tree_leaves(args))
-        return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(out_shape), flat)
 
-    return wrapped
+def finish(x_adv: Array, bounds: tuple[float, float] | None) -> Array:
+    """An attack's output: clipped into ``bounds`` (so it lies in the box whatever the input) and
+    ``stop_gradient``-ed. The clip changes nothing for an input already inside the box."""
+    if bounds is not None:
+        x_adv = clip_box(x_adv, *bounds)
+    return jax.lax.stop_gradient(x_adv)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from robustjax.attacks import core
+from robustjax.attacks import core, xla_cpu
 from robustjax.types import Array, LogitsFn, PRNGKey
 
 
@@ -157,18 +157,15 @@ def fab(
       ``stop_gradient`` of the adversarial batch.
     """
     core.validate_norm(norm, ("linf", "l2"))
-    num_classes = core.num_classes_of(logits_fn, x)
-    core.validate_inputs(x, y, eps=eps, bounds=bounds, num_classes=num_classes if core.is_concrete(y) else None,
-                         name="fab", alpha_max=alpha_max, eta=eta, beta=beta)
-    for name, value in (("num_steps", num_steps), ("restarts", restarts)):
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"fab: {name} must be a positive int, got {value!r}.")
-    if num_targets is not None and (not isinstance(num_targets, int) or num_targets < 1):
-        raise ValueError(f"fab: num_targets must be a positive int or None, got {num_targets!r}.")
+    num_steps = core.validate_count(num_steps, "num_steps", "fab")
+    restarts = core.validate_count(restarts, "restarts", "fab")
+    num_targets = core.validate_count(num_targets, "num_targets", "fab", allow_none=True)
     if targeted and num_targets is not None:
         raise ValueError("fab: targeted=True takes the targets from y; leave num_targets=None.")
     if restarts > 1 and key is None:
         raise ValueError("fab: restarts > 1 needs a PRNG key for the random starts.")
+    num_classes = core.check_attack_inputs("fab", logits_fn, x, y, eps=eps, bounds=bounds, alpha_max=alpha_max,
+                                           eta=eta, beta=beta)
     if num_classes < 2:
         raise ValueError(f"fab: the logits must have at least 2 classes, got {num_classes}.")
     lo, hi = bounds
@@ -237,7 +234,7 @@ def fab(
             x_i = jnp.where(adv[:, None], (1 - beta) * xf + beta * x_new, x_new)
             return x_i, x_out, best
 
-        _, x_out, best = jax.lax.fori_loop(0, num_steps, core.canonicalize_convs(body), (x_start, x_out, best))
+        _, x_out, best = jax.lax.fori_loop(0, num_steps, xla_cpu.canonicalize_convs(body), (x_start, x_out, best))
         return x_out, best
 
     def outer(r, carry):
@@ -253,6 +250,6 @@ def fab(
         return run(x_start, target, x_out, best)
 
     best0 = jnp.where(found0, 0.0, jnp.inf).astype(x.dtype)
-    x_out, best = jax.lax.fori_loop(0, restarts * n_t, core.canonicalize_convs(outer), (xf, best0))
+    x_out, best = jax.lax.fori_loop(0, restarts * n_t, xla_cpu.canonicalize_convs(outer), (xf, best0))
     x_adv = jnp.where((best <= eps_b)[:, None], x_out, xf).reshape(x.shape)
-    return jax.lax.stop_gradient(x_adv)
+    return core.finish(x_adv, bounds)

@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from robustjax.attacks import core
+from robustjax.attacks import core, xla_cpu
 from robustjax.types import Array, LogitsFn, LossFn, PRNGKey
 
 # Loop form for the iterative attacks when ``unroll=None``: ``lax.fori_loop`` with this unroll factor and
-# the body wrapped in ``core.canonicalize_convs``. With canonical convolutions fori_loop, scan, full
+# the body wrapped in ``xla_cpu.canonicalize_convs``. With canonical convolutions fori_loop, scan, full
 # unrolling and a Python loop ran equally fast, and fori_loop compiled fastest (docs/attack_speed_notes.md).
 DEFAULT_UNROLL = 1
 
@@ -37,10 +36,8 @@ def _iterate(body, init, num_steps: int, unroll: int | bool | None = None):
       num_steps: static number of iterations.
       unroll: ``lax.fori_loop`` unroll factor; ``True`` unrolls fully; ``None`` uses ``DEFAULT_UNROLL``.
     """
-    if num_steps <= 0:
-        return init
     unroll = DEFAULT_UNROLL if unroll is None else unroll
-    body = core.canonicalize_convs(body)
+    body = xla_cpu.canonicalize_convs(body)
     if unroll is True or (not isinstance(unroll, bool) and unroll >= num_steps):
         carry = init
         for i in range(num_steps):
@@ -50,12 +47,9 @@ def _iterate(body, init, num_steps: int, unroll: int | bool | None = None):
 
 
 def _check_common(name, logits_fn, x, y, eps, bounds, norm, norms, **positive):
+    """Norm (static), then ``core.check_attack_inputs``; returns the number of classes."""
     core.validate_norm(norm, norms)
-    if core.is_concrete(x, y):
-        num_classes = core.num_classes_of(logits_fn, x)
-    else:
-        num_classes = None
-    core.validate_inputs(x, y, eps=eps, bounds=bounds, num_classes=num_classes, name=name, **positive)
+    return core.check_attack_inputs(name, logits_fn, x, y, eps=eps, bounds=bounds, **positive)
 
 
 def _random_start(key: PRNGKey, x: Array, eps: Array, norm: str, bounds) -> Array:
@@ -110,12 +104,15 @@ def fgm(
     Returns:
       ``stop_gradient`` of the adversarial batch.
     """
-    del key
-    _check_common("fgm", logits_fn, x, y, eps, bounds, norm, core.NORMS)
+    return _fgm("fgm", logits_fn, x, y, eps, norm, loss, targeted, bounds)
+
+
+def _fgm(name, logits_fn, x, y, eps, norm, loss, targeted, bounds):
+    _check_common(name, logits_fn, x, y, eps, bounds, norm, core.NORMS)
     loss_fn = core.get_loss(loss)
     _, _, g = core.loss_and_grad(logits_fn, loss_fn, x, y, targeted)
     x_adv = x + core.per_example(eps, x) * core.normalize(g, norm)
-    return jax.lax.stop_gradient(core.clip_box(x_adv, *bounds))
+    return core.finish(x_adv, bounds)
 
 
 def fgsm(
@@ -144,7 +141,7 @@ def fgsm(
     Returns:
       ``stop_gradient`` of the adversarial batch.
     """
-    return fgm(logits_fn, x, y, key, eps=eps, norm="linf", loss=loss, targeted=targeted, bounds=bounds)
+    return _fgm("fgsm", logits_fn, x, y, eps, "linf", loss, targeted, bounds)
 
 
 def rand_fgsm(
@@ -181,14 +178,15 @@ def rand_fgsm(
     if alpha is None:
         alpha = eps / 2
     _check_common("rand_fgsm", logits_fn, x, y, eps, bounds, "linf", ("linf",), alpha=alpha)
-    if core.is_concrete(eps, alpha) and bool(np.any(np.asarray(alpha) > np.asarray(eps))):
-        raise ValueError(f"rand_fgsm: alpha must be <= eps, got alpha={alpha!r}, eps={eps!r}.")
+    core.require((alpha, eps), lambda xp, a, e: xp.all(a <= e),
+                 "rand_fgsm: alpha must be <= eps, got alpha - eps up to {:.4g}.",
+                 lambda xp, a, e: (xp.max(a - e),))
     loss_fn = core.get_loss(loss)
     alpha_b = core.per_example(alpha, x)
     x_rand = core.clip_box(x + alpha_b * jnp.sign(jax.random.normal(key, x.shape, x.dtype)), *bounds)
     _, _, g = core.loss_and_grad(logits_fn, loss_fn, x_rand, y, targeted)
     x_adv = x_rand + (core.per_example(eps, x) - alpha_b) * jnp.sign(g)
-    return jax.lax.stop_gradient(core.clip_box(x_adv, *bounds))
+    return core.finish(x_adv, bounds)
 
 
 def _pgd_single(logits_fn, loss_fn, x, y, key, eps, step_size, num_steps, norm, random_start, targeted,
@@ -259,15 +257,20 @@ def pgd(
     Returns:
       ``stop_gradient`` of the adversarial batch.
     """
-    _check_common("pgd", logits_fn, x, y, eps, bounds, norm, ("linf", "l2"), step_size=step_size)
-    if restarts < 1:
-        raise ValueError(f"pgd: restarts must be >= 1, got {restarts}.")
-    if num_steps < 0:
-        raise ValueError(f"pgd: num_steps must be >= 0, got {num_steps}.")
+    return _pgd("pgd", logits_fn, x, y, key, eps, step_size, num_steps, norm, random_start, restarts, loss,
+                targeted, bounds, unroll)
+
+
+def _pgd(name, logits_fn, x, y, key, eps, step_size, num_steps, norm, random_start, restarts, loss, targeted,
+         bounds, unroll):
+    num_steps = core.validate_count(num_steps, "num_steps", name)
+    restarts = core.validate_count(restarts, "restarts", name)
+    _check_common(name, logits_fn, x, y, eps, bounds, norm, ("linf", "l2"), step_size=step_size)
     loss_fn = core.get_loss(loss)
     eps = jnp.asarray(eps, x.dtype)
     run = lambda k: _pgd_single(logits_fn, loss_fn, x, y, k, eps, step_size, num_steps, norm,
                                 random_start, targeted, bounds, unroll)
+    # Every iterate is projected into the box (num_steps >= 1), so the output needs no final clip.
     if restarts == 1:
         return jax.lax.stop_gradient(run(key))
 
@@ -316,9 +319,9 @@ def bim(
     Returns:
       ``stop_gradient`` of the adversarial batch.
     """
-    key = jax.random.key(0) if key is None else key
-    return pgd(logits_fn, x, y, key, eps=eps, step_size=step_size, num_steps=num_steps, norm="linf",
-               random_start=False, restarts=1, loss=loss, targeted=targeted, bounds=bounds, unroll=unroll)
+    key = jax.random.key(0) if key is None else key  # unused: no random start
+    return _pgd("bim", logits_fn, x, y, key, eps, step_size, num_steps, "linf", False, 1, loss, targeted, bounds,
+                unroll)
 
 
 def mim(
@@ -361,10 +364,9 @@ def mim(
       ``stop_gradient`` of the adversarial batch.
     """
     del key
+    num_steps = core.validate_count(num_steps, "num_steps", "mim")
     _check_common("mim", logits_fn, x, y, eps, bounds, norm, ("linf", "l2"), step_size=step_size,
                   decay=decay)
-    if num_steps < 0:
-        raise ValueError(f"mim: num_steps must be >= 0, got {num_steps}.")
     loss_fn = core.get_loss(loss)
     eps = jnp.asarray(eps, x.dtype)
     step = core.per_example(step_size, x)
@@ -379,4 +381,4 @@ def mim(
         return x_adv, momentum
 
     x_adv, _ = _iterate(body, (x, jnp.zeros_like(x)), num_steps, unroll)
-    return jax.lax.stop_gradient(x_adv)
+    return jax.lax.stop_gradient(x_adv)  # projected into the box at every step

@@ -17,7 +17,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-from robustjax.attacks import core
+from robustjax.attacks import core, xla_cpu
 from robustjax.types import Array, LogitsFn, PRNGKey
 
 TARGET_CHOICES = ("random", "next")
@@ -100,14 +100,14 @@ def jsma(
     Returns:
       ``stop_gradient`` of the adversarial batch (the last iterate; check success with the logits).
     """
-    num_classes = core.num_classes_of(logits_fn, x)
-    core.validate_inputs(x, y, bounds=bounds, num_classes=num_classes if core.is_concrete(y) else None,
-                         name="jsma")
+    pair_chunk = core.validate_count(pair_chunk, "pair_chunk", "jsma", allow_none=True)
+    num_classes = core.check_attack_inputs("jsma", logits_fn, x, y, bounds=bounds)
     if num_classes < 2:
         raise ValueError(f"jsma: the logits must have at least 2 classes, got {num_classes}.")
     if target not in TARGET_CHOICES:
         raise ValueError(f"jsma: target must be one of {list(TARGET_CHOICES)}, got {target!r}.")
-    if not isinstance(theta, (int, float)) or theta == 0:
+    if (not isinstance(theta, (int, float)) or isinstance(theta, bool) or theta == 0
+            or not math.isfinite(theta)):
         raise ValueError(f"jsma: theta must be a non-zero Python number (its sign is static), got {theta!r}.")
     if not isinstance(gamma, (int, float)) or not 0 < gamma <= 1:
         raise ValueError(f"jsma: gamma must be a number in (0, 1], got {gamma!r}.")
@@ -161,5 +161,5 @@ def jsma(
     xf0 = x.reshape(batch, n)
     domain0 = (xf0 < hi) if increase else (xf0 > lo)
     init = (jnp.asarray(0), xf0, domain0, jnp.ones((batch,), bool))
-    _, xf, _, _ = jax.lax.while_loop(cond, core.canonicalize_convs(body), init)
-    return jax.lax.stop_gradient(xf.reshape(x.shape))
+    _, xf, _, _ = jax.lax.while_loop(cond, xla_cpu.canonicalize_convs(body), init)
+    return core.finish(xf.reshape(x.shape), bounds)

@@ -17,23 +17,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from robustjax.attacks import core
+from robustjax.attacks import core, xla_cpu
 from robustjax.types import Array, LogitsFn, PRNGKey
-
-
-def _check(name, logits_fn, x, y, bounds, norm=None, norms=("linf", "l2"), **positive) -> int:
-    """Validates inputs (values only when concrete) and returns the number of classes."""
-    if norm is not None:
-        core.validate_norm(norm, norms)
-    num_classes = core.num_classes_of(logits_fn, x)
-    core.validate_inputs(
-        x, y, bounds=bounds, num_classes=num_classes if core.is_concrete(y) else None, name=name, **positive
-    )
-    return num_classes
-
-
-def _label_logit(logits: Array, labels: Array) -> Array:
-    return jnp.take_along_axis(logits, labels[:, None].astype(jnp.int32), axis=-1)[:, 0]
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -79,13 +64,12 @@ def deepfool(
       ``stop_gradient`` of the adversarial batch.
     """
     del key
-    num_classes = _check("deepfool", logits_fn, x, y, bounds, norm, overshoot=overshoot)
+    core.validate_norm(norm, ("linf", "l2"))
+    num_steps = core.validate_count(num_steps, "num_steps", "deepfool")
+    num_candidates = core.validate_count(num_candidates, "num_candidates", "deepfool", minimum=2)
+    num_classes = core.check_attack_inputs("deepfool", logits_fn, x, y, bounds=bounds, overshoot=overshoot)
     if num_classes < 2:
         raise ValueError(f"deepfool: the logits must have at least 2 classes, got {num_classes}.")
-    if not isinstance(num_candidates, int) or num_candidates < 2:
-        raise ValueError(f"deepfool: num_candidates must be an int >= 2, got {num_candidates!r}.")
-    if not isinstance(num_steps, int) or num_steps < 0:
-        raise ValueError(f"deepfool: num_steps must be a non-negative int, got {num_steps!r}.")
     num_cand = min(num_candidates, num_classes) - 1  # candidates other than y
     lo, hi = bounds
     y = y.astype(jnp.int32)
@@ -95,7 +79,7 @@ def deepfool(
 
     def diffs(x_):
         z = logits_fn(x_)
-        return jnp.take_along_axis(z, others, axis=-1) - _label_logit(z, y)[:, None], z  # [B, C]
+        return jnp.take_along_axis(z, others, axis=-1) - core._label_logit(z, y)[:, None], z  # [B, C]
 
     def body(carry):
         i, r_total, x_adv, active = carry
@@ -126,8 +110,9 @@ def deepfool(
         return (i < num_steps) & jnp.any(active)
 
     active0 = jnp.ones(y.shape, bool)
-    _, _, x_adv, _ = jax.lax.while_loop(cond, core.canonicalize_convs(body), (jnp.asarray(0), jnp.zeros_like(x), x, active0))
-    return jax.lax.stop_gradient(x_adv)
+    init = (jnp.asarray(0), jnp.zeros_like(x), x, active0)
+    _, _, x_adv, _ = jax.lax.while_loop(cond, xla_cpu.canonicalize_convs(body), init)
+    return core.finish(x_adv, bounds)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -184,15 +169,12 @@ def cw_l2(
       ``stop_gradient`` of the best (smallest-L2) adversarial batch found, ``x`` where none was found.
     """
     del key
-    num_classes = _check(
-        "cw_l2", logits_fn, x, y, bounds, confidence=confidence, initial_const=initial_const,
-        learning_rate=learning_rate,
-    )
+    binary_search_steps = core.validate_count(binary_search_steps, "binary_search_steps", "cw_l2")
+    num_steps = core.validate_count(num_steps, "num_steps", "cw_l2")
+    num_classes = core.check_attack_inputs("cw_l2", logits_fn, x, y, bounds=bounds, confidence=confidence,
+                                           initial_const=initial_const, learning_rate=learning_rate)
     if num_classes < 2:
         raise ValueError(f"cw_l2: the logits must have at least 2 classes, got {num_classes}.")
-    for name, value in (("binary_search_steps", binary_search_steps), ("num_steps", num_steps)):
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"cw_l2: {name} must be a positive int, got {value!r}.")
     lo, hi = bounds
     y = y.astype(jnp.int32)
     batch = x.shape[0]
@@ -205,7 +187,7 @@ def cw_l2(
     w0 = jnp.arctanh(jnp.clip((x - lo) / (hi - lo) * 2.0 - 1.0, -1.0 + 1e-6, 1.0 - 1e-6))
 
     def margin(z):
-        z_y = _label_logit(z, y)
+        z_y = core._label_logit(z, y)
         other = jnp.max(jnp.where(onehot, -jnp.inf, z), axis=-1)
         return (other - z_y) if targeted else (z_y - other)  # <= -confidence  <=>  success
 
@@ -253,7 +235,8 @@ def cw_l2(
             jnp.asarray(0), w0, opt.init(w0), best_l2, best_x, jnp.zeros((batch,), bool),
             jnp.asarray(jnp.inf, x.dtype), jnp.ones((batch,), bool),
         )
-        _, _, _, best_l2, best_x, found, _, _ = jax.lax.while_loop(inner_cond, core.canonicalize_convs(inner_body), init)
+        _, _, _, best_l2, best_x, found, _, _ = jax.lax.while_loop(
+            inner_cond, xla_cpu.canonicalize_convs(inner_body), init)
 
         upper = jnp.where(found, jnp.minimum(upper, const), upper)
         lower = jnp.where(found, lower, jnp.maximum(lower, const))
@@ -264,5 +247,5 @@ def cw_l2(
         jnp.zeros((batch,), x.dtype), jnp.full((batch,), 1e10, x.dtype),
         jnp.full((batch,), initial_const, x.dtype), jnp.full((batch,), jnp.inf, x.dtype), x,
     )
-    *_, best_x = jax.lax.fori_loop(0, binary_search_steps, core.canonicalize_convs(outer), init)
-    return jax.lax.stop_gradient(best_x)
+    *_, best_x = jax.lax.fori_loop(0, binary_search_steps, xla_cpu.canonicalize_convs(outer), init)
+    return core.finish(best_x, bounds)

@@ -18,8 +18,7 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
-from robustjax.attacks import core
-from robustjax.attacks.gradient import _check_common
+from robustjax.attacks import core, xla_cpu
 from robustjax.types import Array, LogitsFn, LossFn, PRNGKey
 
 
@@ -72,10 +71,13 @@ def minimal_fgsm(
       flips the prediction.
     """
     del key
-    _check_common("minimal_fgsm", logits_fn, x, y, eps_max, bounds, "linf", ("linf",))
-    if num_grid < 1 or num_bisection < 0:
-        raise ValueError(f"minimal_fgsm: need num_grid >= 1 and num_bisection >= 0, got {num_grid}, "
-                         f"{num_bisection}.")
+    num_grid = core.validate_count(num_grid, "num_grid", "minimal_fgsm")
+    # The one count that may be 0: no bisection leaves the grid's answer.
+    num_bisection = core.validate_count(num_bisection, "num_bisection", "minimal_fgsm", minimum=0)
+    core.check_attack_inputs("minimal_fgsm", logits_fn, x, y, bounds=bounds, eps_max=eps_max)
+    core.require((eps_max,), lambda xp, e: xp.all(xp.isfinite(e)),
+                 "minimal_fgsm: eps_max must be finite (the grid divides (0, eps_max]), got {:.4g}.",
+                 lambda xp, e: (e,))
     loss_fn = core.get_loss(loss)
     _, logits, g = core.loss_and_grad(logits_fn, loss_fn, x, y, targeted)
     direction = jnp.sign(g)
@@ -131,18 +133,21 @@ def minimal_eps(
       eps_lo: a budget assumed too small (the search interval's lower end).
       num_steps: bisection steps (static); the answer is within ``(eps_hi - eps_lo) / 2**num_steps``.
       targeted: count reaching ``y`` as success instead of leaving it.
-      bounds: pixel range, for input validation only (``None`` skips the box check).
+      bounds: pixel range: inputs are checked against it and the returned batch clipped into it (``None``
+        skips both).
       return_adv: also return the adversarial batch found at the returned eps (``x`` where none).
 
     Returns:
       ``[B]`` minimal eps (``0`` when already misclassified, ``inf`` when ``eps_hi`` is not enough), and
       with ``return_adv`` the matching adversarial batch.
     """
-    core.validate_inputs(x, y, eps=eps_hi, bounds=bounds, name="minimal_eps", eps_lo=eps_lo)
-    if core.is_concrete(eps_lo, eps_hi) and not float(eps_lo) < float(eps_hi):
-        raise ValueError(f"minimal_eps: need eps_lo < eps_hi, got eps_lo={eps_lo}, eps_hi={eps_hi}.")
-    if num_steps < 0:
-        raise ValueError(f"minimal_eps: num_steps must be >= 0, got {num_steps}.")
+    if not callable(attack):
+        raise ValueError(f"minimal_eps: attack must be a function (logits_fn, x, y, key, eps=[B]) -> x_adv, "
+                         f"got {attack!r}.")
+    num_steps = core.validate_count(num_steps, "num_steps", "minimal_eps")
+    core.check_attack_inputs("minimal_eps", logits_fn, x, y, eps=eps_hi, bounds=bounds, eps_lo=eps_lo)
+    core.require((eps_lo, eps_hi), lambda xp, lo, hi: xp.all(lo < hi),
+                 "minimal_eps: need eps_lo < eps_hi, got eps_lo={:.4g}, eps_hi={:.4g}.", lambda xp, lo, hi: (lo, hi))
 
     def run(eps, i):
         x_adv = attack(logits_fn, x, y, jax.random.fold_in(key, i), eps=eps)
@@ -160,9 +165,9 @@ def minimal_eps(
         return jnp.where(ok, lo, mid), jnp.where(ok, mid, hi), best
 
     lo = jnp.full(y.shape, eps_lo, x.dtype)
-    _, hi, best = jax.lax.fori_loop(0, num_steps, core.canonicalize_convs(body), (lo, hi, x_hi))
+    _, hi, best = jax.lax.fori_loop(0, num_steps, xla_cpu.canonicalize_convs(body), (lo, hi, x_hi))
     eps = jnp.where(clean_ok, 0.0, jnp.where(hi_ok, hi, jnp.inf))
     if not return_adv:
         return jax.lax.stop_gradient(eps)
     best = jnp.where(core.per_example(clean_ok | ~hi_ok, x), x, best)
-    return jax.lax.stop_gradient(eps), jax.lax.stop_gradient(best)
+    return jax.lax.stop_gradient(eps), core.finish(best, bounds)

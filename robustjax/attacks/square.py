@@ -210,25 +210,23 @@ def square(
       ``stop_gradient`` of the adversarial batch (inside the ``eps`` ball and the box).
     """
     core.validate_norm(norm, ("linf", "l2"))
+    if loss not in LOSS_CHOICES:
+        raise ValueError(f"square: unknown loss {loss!r}; valid choices are {list(LOSS_CHOICES)}.")
+    num_queries = core.validate_count(num_queries, "num_queries", "square")
+    restarts = core.validate_count(restarts, "restarts", "square")
+    if key is None:
+        raise ValueError("square: needs a PRNG key (random search), got None; e.g. jax.random.key(0).")
+    core.validate_static(x, y, eps=eps, bounds=bounds, name="square")
     if np.ndim(x) != 4:
         raise ValueError(
             f"square: x must be NHWC images [batch, height, width, channels], got shape {tuple(np.shape(x))}; "
             f"reshape flat inputs to images (e.g. x.reshape(-1, 28, 28, 1))."
         )
-    num_classes = core.num_classes_of(logits_fn, x)
-    core.validate_inputs(x, y, eps=eps, bounds=bounds, num_classes=num_classes if core.is_concrete(y) else None,
-                         name="square", p_init=p_init)
-    if core.is_concrete(eps) and not np.all(np.isfinite(np.asarray(eps, np.float64))):
-        raise ValueError("square: eps must be finite.")
     min_side = 4 if norm == "l2" else 2
     if min(x.shape[1], x.shape[2]) < min_side:
         raise ValueError(f"square: images must be at least {min_side}x{min_side} for norm={norm!r}, "
-                         f"got {x.shape[1]}x{x.shape[2]}.")
-    if loss not in LOSS_CHOICES:
-        raise ValueError(f"square: unknown loss {loss!r}; valid choices are {list(LOSS_CHOICES)}.")
-    for name, value in (("num_queries", num_queries), ("restarts", restarts)):
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"square: {name} must be a positive int, got {value!r}.")
+                         f"got {x.shape[1]}x{x.shape[2]}." + core.nchw_hint(x.shape))
+    core.check_attack_inputs("square", logits_fn, x, y, eps=eps, bounds=bounds, finite_eps=True, p_init=p_init)
     y = y.astype(jnp.int32)
     eps_b = core.per_example(jnp.broadcast_to(jnp.asarray(eps, x.dtype), (x.shape[0],)), x)
     init_fn, step_fn = (_init_linf, _step_linf) if norm == "linf" else (_init_l2, _step_l2)
@@ -262,4 +260,4 @@ def square(
     m0, _ = evaluate(x)
     init = (x, m0, jnp.full(y.shape, jnp.inf, m0.dtype))
     x_out, _, _ = jax.lax.fori_loop(0, restarts, outer, init)
-    return jax.lax.stop_gradient(x_out)
+    return core.finish(x_out, bounds)

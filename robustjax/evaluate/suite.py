@@ -30,21 +30,16 @@ import numpy as np
 from robustjax import attacks as attacks_lib
 from robustjax import data as data_lib
 from robustjax import xla
+from robustjax.attacks.spec import BUDGET_ATTACKS, MINIMAL_ATTACKS  # noqa: F401  (re-exported)
 
-# Attack names the config may use. Budget attacks take `eps`; minimal-norm attacks do not.
-BUDGET_ATTACKS = ("fgsm", "fgm", "rand_fgsm", "bim", "pgd", "mim", "apgd", "square", "autoattack")
-MINIMAL_ATTACKS = ("deepfool", "cw_l2", "jsma", "fab")
-# Keys of an attack spec that are ours, not the attack's.
-_SPEC_KEYS = ("attack", "eps_grid", "rel_step_size")
+# Attack names the config may use, and the name -> function table: owned by robustjax.attacks.spec.
+# Keys of a spec that are the suite's, not the attack's (stripped before resolving).
+_SUITE_KEYS = ("eps_grid",)
 
 
 def get_attack(name: str) -> Callable:
-    """The attack function called ``name`` in robustjax.attacks, with a clear error if unknown."""
-    valid = BUDGET_ATTACKS + MINIMAL_ATTACKS
-    fn = getattr(attacks_lib, name, None) if name in valid else None
-    if fn is None:
-        raise ValueError(f"unknown attack {name!r}; valid attacks are {sorted(valid)}")
-    return fn
+    """The attack function called ``name`` in robustjax.attacks (alias of ``attacks.get_attack``)."""
+    return attacks_lib.get_attack(name)
 
 
 def _plain(spec: Any) -> dict:
@@ -66,23 +61,17 @@ class _Compiled:
     fn: Callable  # (state, x, y, key, eps) -> x_adv
 
 
-def _compile_attack(logits_fn_of, spec: Mapping, bounds) -> _Compiled:
-    name = spec["attack"]
-    fn = get_attack(name)
-    kwargs = {k: v for k, v in spec.items() if k not in _SPEC_KEYS and k != "eps"}
-    kwargs["bounds"] = tuple(bounds)
-    rel = spec.get("rel_step_size", None)
-    takes_eps = name in BUDGET_ATTACKS or "eps" in spec
+def _compile_attack(logits_fn_of, spec: Mapping, bounds, where: str, require_eps: bool = True) -> _Compiled:
+    atk = attacks_lib.resolve({k: v for k, v in spec.items() if k not in _SUITE_KEYS}, where,
+                              require_eps=require_eps)
+    bounds = tuple(bounds)
 
     def run(state, x, y, key, eps):
-        kw = dict(kwargs)
-        if takes_eps:
-            kw["eps"] = eps
-            if rel is not None:
-                kw["step_size"] = rel * eps
-        return fn(logits_fn_of(state), x, y, key, **kw)
+        if atk.budget:
+            return atk(logits_fn_of(state), x, y, key, eps=eps, bounds=bounds)
+        return atk(logits_fn_of(state), x, y, key, bounds=bounds)
 
-    return _Compiled(name, xla.jit(run))
+    return _Compiled(atk.name, xla.jit(run))
 
 
 def _predict_fn(logits_fn_of):
@@ -159,7 +148,7 @@ def evaluate(
     survivors: dict[tuple[str, float], list[np.ndarray]] = {}
     for i, (label, spec) in enumerate(sorted(eval_cfg.attacks.items())):
         spec = _plain(spec)
-        compiled = _compile_attack(logits_fn_of, spec, bounds)
+        compiled = _compile_attack(logits_fn_of, spec, bounds, f"config.eval.attacks.{label}")
         eps = float(spec.get("eps", 0.0))
         out, survive = run_attack(label, compiled, spec, eps, i)
         results["attacks"][label] = out
@@ -174,7 +163,7 @@ def evaluate(
 
     for j, (label, spec) in enumerate(sorted(eval_cfg.curves.items())):
         spec = _plain(spec)
-        compiled = _compile_attack(logits_fn_of, spec, bounds)
+        compiled = _compile_attack(logits_fn_of, spec, bounds, f"config.eval.curves.{label}", require_eps=False)
         points = []
         for eps in spec["eps_grid"]:
             out, _ = run_attack(f"curve:{label}", compiled, spec, float(eps), 1000 + j)

@@ -1,7 +1,7 @@
 """Tests for the Square Attack (robustjax.attacks.square): no gradients, the paper's schedule and patterns.
 
 Tiny pure-jax models on 6x6x1 "images" with 5 classes. The property tests shared with APGD and FAB (ball,
-box, determinism, jit, vmap) live in test_attacks_b_apgd_fab.py.
+box, determinism, jit, vmap) live in test_attacks_apgd_fab.py.
 """
 
 import functools
