@@ -59,12 +59,13 @@ def runs(a, out):
     for eps_t in a.eps_t:
         c = common(load_config("pgd_at_mnist"), a)
         d = c.defense
-        d.eps, d.num_steps, d.step_size = eps_t, a.pgd_steps, 2.5 * eps_t / a.pgd_steps
+        d.attack.eps, d.attack.num_steps, d.attack.step_size = eps_t, a.pgd_steps, 2.5 * eps_t / a.pgd_steps
         d.eps_ramp_epochs = float(a.ramp)
         r[f"pgd_at_{eps_t:g}"] = c
         c = common(load_config("atgan_mnist", f"eps_t={eps_t}"), a)
         d = c.defense
-        d.pgd_steps, d.pgd_step_size, d.eps_ramp_epochs = a.pgd_steps, 2.5 * eps_t / a.pgd_steps, float(a.ramp)
+        d.attack.num_steps, d.attack.step_size = a.pgd_steps, 2.5 * eps_t / a.pgd_steps
+        d.eps_ramp_epochs = float(a.ramp)
         d.loss_net_epochs, d.loss_net_workdir = 0.0, plain_dir
         r[f"atgan_{eps_t:g}"] = c
     return r
@@ -90,7 +91,7 @@ def obfuscation_checks(workdir, config, eps, num_examples):
         "pgd_unbounded": {"attack": "pgd", "eps": math.inf, "step_size": 0.01, "num_steps": 100,
                           "random_start": False},
     }))
-    res = evaluate.evaluate(defense.classifier, state, test_ds, e, jax.random.PRNGKey(7), bounds=info.bounds)
+    res = evaluate.evaluate(defense, state, test_ds, e, jax.random.PRNGKey(7), bounds=info.bounds)
     acc = {k: v["accuracy_on_adversarial"] for k, v in res["attacks"].items()}
     return {
         "eps": eps, "num_examples": num_examples, "clean": res["clean_accuracy"], **acc,
@@ -134,7 +135,7 @@ def main():
         if name != "plain":  # ATGAN, and PGD-AT as the control trained with the same budget
             obf_path = os.path.join(workdir, "obfuscation.json")
             if not os.path.exists(obf_path):
-                eps = config.defense.eps_t if name.startswith("atgan") else config.defense.eps
+                eps = config.defense.attack.eps
                 obf = obfuscation_checks(workdir, config, eps, a.obf_eval)
                 json.dump(obf, open(obf_path, "w"), indent=2)
             entry["obfuscation"] = json.load(open(obf_path))

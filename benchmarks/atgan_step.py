@@ -40,9 +40,8 @@ def build(name, arg, a):
     d = c.defense
     if name == "atgan_mnist":
         # The loss network is only read during the atgan phase: an untrained one costs the same.
-        d.pgd_steps, d.pgd_step_size, d.loss_net_epochs = a.pgd_steps, 0.01, 1.0
-    else:
-        d.num_steps, d.step_size = a.pgd_steps, 0.01
+        d.loss_net_epochs = 1.0
+    d.attack.num_steps, d.attack.step_size = a.pgd_steps, 0.01
     defense, train_ds, _, _, _ = experiment.build(c)
     phase = defense.phases[-1]  # the adversarial phase (ATGAN's comes after the loss-net pretraining)
     batch = train_ds.get(list(range(a.batch)))

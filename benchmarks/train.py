@@ -52,8 +52,8 @@ def robustjax_config(model: str, defense: str, batch: int, pgd_steps: int):
     c.train.optimizer.learning_rate = 1e-3
     if defense == "pgd_at":
         eps, step = EPS[model]
-        c.defense.eps, c.defense.step_size, c.defense.num_steps = eps, step, pgd_steps
-        c.defense.random_start = True
+        c.defense.attack = {"attack": "pgd", "eps": eps, "step_size": step, "num_steps": pgd_steps,
+                            "random_start": True}
         c.defense.eps_ramp_epochs = 0.0
     return c
 

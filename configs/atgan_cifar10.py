@@ -8,7 +8,7 @@ Adversarially Trained GAN"): ResNet18 discriminator body, Table 1's CIFAR-10 gen
     python main.py --config=configs/atgan_cifar10.py:smoke             # a few steps (tests: tfds mock)
 
 Config arguments: ``eps_t`` (train radius in 1/255 units as in the paper: ``eps_t=8`` means 8/255;
-``config.defense.eps_t`` holds it in pixel units), ``frac`` (FracAT fraction, default 1.0), ``smoke``.
+``config.defense.attack.eps`` holds it in pixel units), ``frac`` (FracAT fraction, default 1.0), ``smoke``.
 
 Paper settings (CIFAR-10): discriminator body ResNet18, loss network the same ResNet18 pre-trained on
 clean data; generator Conv(128,4,2)-BN-LReLU(0.2), TransConv(128,4,2)-BN-LReLU, Conv(3,3,1) (+ tanh
@@ -36,10 +36,8 @@ def get_config(arg=None):
 
     d = c.defense
     d.name = "atgan"
-    d.eps_t = float(args["eps_t"]) / 255.0
-    d.pgd_steps = 7
-    d.pgd_step_size = 2.0 / 255.0
-    d.random_start = True
+    eps_t = float(args["eps_t"]) / 255.0
+    d.attack = {"attack": "pgd", "eps": eps_t, "step_size": 2.0 / 255.0, "num_steps": 7, "random_start": True}
     d.adv_fraction = float(args["frac"])
     d.eps_ramp_epochs = 0.0
     d.alpha, d.beta, d.gamma = 5.0, 4.0, 10.0
@@ -61,10 +59,10 @@ def get_config(arg=None):
                curve_grid=[e / 255.0 for e in CURVE_GRID_255])
 
     if args["smoke"]:
-        linf_suite(c, [d.eps_t], pgd_steps=3, step_size=2.0 / 255.0, curve_grid=[0.0, d.eps_t])
+        linf_suite(c, [eps_t], pgd_steps=3, step_size=2.0 / 255.0, curve_grid=[0.0, eps_t])
         shrink_for_smoke(c, train_size=64, test_size=16, batch_size=16, steps=2)
         c.model.width = 0.125
-        d.pgd_steps = 2
+        d.attack.num_steps = 2
         d.generator_width = 0.125
         d.loss_net_epochs = 0.5
     return c

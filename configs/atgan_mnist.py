@@ -5,7 +5,7 @@ Adversarially Trained GAN"): C&W CNN discriminator body, Table 1's MNIST generat
     python main.py --config=configs/atgan_mnist.py:eps_t=0.2,frac=0.5           # eps_t 0.2, FracAT 50%
     python main.py --config=configs/atgan_mnist.py --config.data.source=npz \
         --config.data.path=/path/to/mnist.npz --config.data.train_size=10000 \
-        --config.train.epochs=2 --config.defense.pgd_steps=10 --config.defense.pgd_step_size=0.04   # CPU
+        --config.train.epochs=2 --config.defense.attack.num_steps=10 --config.defense.attack.step_size=0.04   # CPU
     python main.py --config=configs/atgan_mnist.py:smoke                         # a few steps
 
 Config arguments: ``eps_t`` (train radius in pixel units, default 0.3), ``frac`` (FracAT: fraction of
@@ -21,7 +21,7 @@ gamma = 10. Evaluation: clean accuracy, FGSM and PGD-40 (step 0.01, random start
 Chosen here (the paper does not say): the loss network is pre-trained for 10 epochs
 with Adam 1e-3 (``config.defense.loss_net_epochs``; 0 together with
 ``--config.defense.loss_net_workdir=DIR`` reuses the loss network or classifier of an earlier run).
-On a CPU, lower ``defense.pgd_steps`` (and raise ``pgd_step_size``), ``data.train_size`` and
+On a CPU, lower ``defense.attack.num_steps`` (and raise ``attack.step_size``), ``data.train_size`` and
 ``train.epochs``; ``defense.eps_ramp_epochs`` adds a linear eps curriculum (PGD-AT
 at eps 0.3 from scratch stalls at chance without one: docs/results.md).
 """
@@ -40,10 +40,8 @@ def get_config(arg=None):
 
     d = c.defense
     d.name = "atgan"
-    d.eps_t = float(args["eps_t"])
-    d.pgd_steps = 40
-    d.pgd_step_size = 0.01
-    d.random_start = True
+    eps_t = float(args["eps_t"])
+    d.attack = {"attack": "pgd", "eps": eps_t, "step_size": 0.01, "num_steps": 40, "random_start": True}
     d.adv_fraction = float(args["frac"])
     d.eps_ramp_epochs = 0.0
     d.alpha, d.beta, d.gamma = 1.0, 1.0, 10.0
@@ -63,10 +61,10 @@ def get_config(arg=None):
     linf_suite(c, EPS_GRID, pgd_steps=40, step_size=0.01, curve_grid=[0.0] + EPS_GRID)
 
     if args["smoke"]:
-        linf_suite(c, [d.eps_t], pgd_steps=3, step_size=0.1, curve_grid=[0.0, d.eps_t])
+        linf_suite(c, [eps_t], pgd_steps=3, step_size=0.1, curve_grid=[0.0, eps_t])
         shrink_for_smoke(c)
-        d.pgd_steps = 2
-        d.pgd_step_size = 0.1
+        d.attack.num_steps = 2
+        d.attack.step_size = 0.1
         d.generator_width = 0.25
         d.loss_net_epochs = 0.5
     return c

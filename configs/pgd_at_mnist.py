@@ -22,12 +22,7 @@ def get_config(arg=None):
     c.data.batch_size = 128
     c.model.name = "lenet"
     c.defense.name = "pgd_at"
-    c.defense.eps = 0.3
-    c.defense.step_size = 0.01
-    c.defense.num_steps = 40
-    c.defense.random_start = True
-    c.defense.norm = "linf"
-    c.defense.loss = "ce"
+    c.defense.attack = {"attack": "pgd", "eps": 0.3, "step_size": 0.01, "num_steps": 40, "random_start": True}
     c.defense.adv_fraction = 1.0
     c.defense.eps_ramp_epochs = 2.0
     c.train.epochs = 10
@@ -37,6 +32,6 @@ def get_config(arg=None):
     linf_suite(c, [0.1, 0.3], pgd_steps=40, step_size=0.01, curve_grid=[0.0, 0.1, 0.2, 0.3, 0.4])
     if args["smoke"]:
         shrink_for_smoke(c)
-        c.defense.num_steps = 2
+        c.defense.attack.num_steps = 2
         c.defense.eps_ramp_epochs = 0.0
     return c

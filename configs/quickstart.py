@@ -18,10 +18,7 @@ def get_config(arg=None):
     c.data.batch_size = 64
     c.model.name = "small_cnn"
     c.defense.name = "pgd_at"
-    c.defense.eps = 0.1
-    c.defense.step_size = 0.03
-    c.defense.num_steps = 7
-    c.defense.random_start = True
+    c.defense.attack = {"attack": "pgd", "eps": 0.1, "step_size": 0.03, "num_steps": 7, "random_start": True}
     c.defense.adv_fraction = 1.0
     c.defense.eps_ramp_epochs = 0.0
     c.train.epochs = 30
@@ -39,5 +36,5 @@ def get_config(arg=None):
     }
     if args["smoke"]:
         shrink_for_smoke(c)
-        c.defense.num_steps = 2
+        c.defense.attack.num_steps = 2
     return c

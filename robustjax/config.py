@@ -9,13 +9,15 @@ overridden from the command line) in every run. Values are plain (numbers, strin
 resolved config is saved as JSON beside the results.
 
 Open sections - where each defense or attack brings its own keys - are ``config.defense`` (its
-hyperparameters, named as in its paper), ``config.model`` (model-specific fields) and
-``config.eval.attacks`` / ``config.eval.curves`` (one entry per attack). Everything else is closed: a
-field the schema does not know is a typo, and :func:`validate` says so.
+hyperparameters, named as in its paper; the defense's ``FIELDS`` check them), ``config.model`` (the
+model's fields, checked by ``robustjax.models``) and ``config.eval.attacks`` / ``config.eval.curves`` (one
+attack spec per entry, resolved by ``robustjax.attacks.resolve``). Everything else is closed: a field the
+schema does not know is a typo. :func:`validate` checks all of it, so a typo fails before any training.
 """
 
 from __future__ import annotations
 
+import difflib
 import math
 from typing import Any
 
@@ -145,7 +147,13 @@ def validate(config: ml_collections.ConfigDict) -> None:
         _fail("train.ema_decay", f"must be in [0, 1), got {t.ema_decay}")
     specs = {"train.optimizer": t.optimizer}
     specs.update({f"train.optimizers.{k}": v for k, v in t.optimizers.items()})
+    valid = set(optimizer().keys())
     for field, spec in specs.items():
+        unknown = sorted(set(spec.keys()) - valid)
+        if unknown:
+            close = difflib.get_close_matches(unknown[0], sorted(valid), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            _fail(f"{field}.{unknown[0]}", f"unknown optimizer field{hint}; valid fields are {sorted(valid)}")
         if "learning_rate" in spec:
             _nonneg(f"{field}.learning_rate", spec.learning_rate)
         if "name" in spec and spec.name not in ("adam", "adamw", "sgd"):
@@ -153,35 +161,18 @@ def validate(config: ml_collections.ConfigDict) -> None:
         if "schedule" in spec and spec.schedule not in ("constant", "step", "cosine"):
             _fail(f"{field}.schedule", f"{spec.schedule!r} is not one of ('constant', 'step', 'cosine')")
 
-    for key in ("width", "brelu_t"):
-        if key in config.model:
-            v = config.model[key]
-            if not isinstance(v, (int, float)) or v <= 0:
-                _fail(f"model.{key}", f"must be > 0, got {v!r}")
-
-    for key, value in config.defense.items():
-        if key in ("eps", "step_size", "eps_t", "sigma", "alpha", "beta", "gamma") and isinstance(
-            value, (int, float)
-        ):
-            _nonneg(f"defense.{key}", value)
-        if key in ("num_steps",) and isinstance(value, int):
-            _positive_int(config, f"defense.{key}", value, allow_zero=True)
-    frac = config.defense.get("adv_fraction", None)
-    if frac is not None and not 0.0 <= frac <= 1.0:
-        _fail("defense.adv_fraction", f"must be in [0, 1], got {frac}")
-
     e = config.eval
     _positive_int(config, "eval.batch_size", e.batch_size)
     _positive_int(config, "eval.num_examples", e.num_examples, allow_zero=True)
-    for group in ("attacks", "curves"):
-        for label, spec in e[group].items():
-            if "attack" not in spec:
-                _fail(f"eval.{group}.{label}.attack", "missing: name the attack, e.g. 'pgd'")
-            for key in ("eps", "step_size"):
-                if key in spec:
-                    _nonneg(f"eval.{group}.{label}.{key}", spec[key])
-            for i, eps in enumerate(spec.get("eps_grid", [])):
-                _nonneg(f"eval.{group}.{label}.eps_grid[{i}]", eps)
+
+    # The open sections belong to their owners, who check them: the model's fields, the defense's
+    # fields (and which networks config.train.optimizers may name), every evaluation attack spec.
+    from robustjax import defenses, models
+    from robustjax.evaluate import specs as eval_specs
+
+    models.check_config(config.model)
+    defenses.read_config(config)
+    eval_specs.resolve(e)
 
 
 def parse_arg(arg: str | None, allowed: dict[str, Any]) -> dict[str, Any]:

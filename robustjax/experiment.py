@@ -84,7 +84,7 @@ def run(config, workdir: str, *, on_step=None) -> dict:
         shard_batch=shard,
     )
     t_train = time.time() - t_start
-    results = evaluate.evaluate(defense.classifier, state, test_ds, config.eval, eval_key, bounds=info.bounds)
+    results = evaluate.evaluate(defense, state, test_ds, config.eval, eval_key, bounds=info.bounds)
     t_total = time.time() - t_start
     results["info"] = {
         "dataset": info.name, "num_train": len(train_ds), "num_test": len(test_ds),

@@ -33,9 +33,7 @@ def tiny_config(**defense):
     c = base_config()
     c.model.name, c.model.width = "small_cnn", 0.25
     c.defense.name = "atgan"
-    c.defense.eps_t = 0.3
-    c.defense.pgd_steps = 3
-    c.defense.pgd_step_size = 0.1
+    c.defense.attack = {"attack": "pgd", "eps": 0.3, "step_size": 0.1, "num_steps": 3, "random_start": True}
     c.defense.adv_fraction = 0.5  # FracAT: half of each batch adversarial
     c.defense.alpha, c.defense.beta, c.defense.gamma = 2.0, 3.0, 5.0
     c.defense.generator = "mnist"
@@ -355,11 +353,15 @@ def test_classifier_is_dc_of_g_in_eval_mode(tiny):
 @pytest.mark.parametrize(
     "change, message",
     [
-        ({"eps_tt": 0.3}, "config.defense.eps_tt: unknown ATGAN field"),
+        ({"eps_tt": 0.3}, "config.defense.eps_tt: unknown field"),
+        ({"eps_t": 0.3}, "config.defense.eps_t: unknown field: the train-time PGD is config.defense.attack now"),
+        ({"alpah": 1.0}, r"config.defense.alpah: unknown field \(did you mean 'alpha'\?\)"),
         ({"generator": "celeba"}, "config.defense.generator: 'celeba' is not one of"),
         ({"generator_loss": "hinge"}, "config.defense.generator_loss"),
         ({"adv_fraction": 1.5}, r"config.defense.adv_fraction: must be a number in \[0.0, 1.0\]"),
-        ({"pgd_steps": 2.5}, "config.defense.pgd_steps: must be an integer"),
+        ({"attack": {"attack": "pgd", "eps": 0.3, "step_size": 0.1, "num_steps": 2.5}},
+         "config.defense.attack.num_steps: must be an integer"),
+        ({"attack": {"attack": "pgd", "step_size": 0.1, "num_steps": 2}}, "config.defense.attack.eps: missing"),
         ({"loss_net_epochs": 0.0}, "config.defense.loss_net_epochs: is 0 but gamma > 0"),
         ({"loss_net_workdir": "/tmp/x"}, "config.defense.loss_net_workdir: is set together with loss_net_epochs"),
     ],
@@ -371,8 +373,8 @@ def test_bad_defense_config_names_the_field(change, message):
 
 def test_missing_field_is_named():
     c = tiny_config()
-    del c.defense["eps_t"]
-    with pytest.raises(ValueError, match="config.defense.eps_t: missing"):
+    del c.defense["attack"]
+    with pytest.raises(ValueError, match="config.defense.attack: missing"):
         atgan.build(c, INFO, 2)
 
 
@@ -429,10 +431,10 @@ def test_svhn_smoke_on_mock_tfds(tmp_path):
 
 
 def test_config_args_set_eps_t_in_paper_units():
-    assert load_config("atgan_svhn.py", "eps_t=4").defense.eps_t == pytest.approx(4 / 255)
-    assert load_config("atgan_cifar10.py").defense.eps_t == pytest.approx(8 / 255)
+    assert load_config("atgan_svhn.py", "eps_t=4").defense.attack.eps == pytest.approx(4 / 255)
+    assert load_config("atgan_cifar10.py").defense.attack.eps == pytest.approx(8 / 255)
     c = load_config("atgan_mnist.py", "eps_t=0.2,frac=0.5")
-    assert c.defense.eps_t == pytest.approx(0.2) and c.defense.adv_fraction == 0.5
+    assert c.defense.attack.eps == pytest.approx(0.2) and c.defense.adv_fraction == 0.5
     svhn = load_config("atgan_svhn.py")
     assert svhn.train.optimizers.discriminator.decay_epochs == [20, 30]
     assert svhn.train.optimizers.generator.b1 == 0.5

@@ -95,7 +95,7 @@ def test_main_runs_quickstart_smoke_with_overrides(tmp_path):
         (["--config=configs/no_such_config.py"], "no_such_config"),
         (["--config=configs/quickstart.py", "--config.train.epoch=3"], "epoch"),
         (["--config=configs/quickstart.py:smok"], "unknown config argument 'smok'"),
-        (["--config=configs/quickstart.py:smoke", "--config.defense.eps=-0.1"], "config.defense.eps"),
+        (["--config=configs/quickstart.py:smoke", "--config.defense.attack.eps=-0.1"], "config.defense.attack.eps"),
     ],
 )
 def test_main_rejects_bad_configs_before_training(args, message, tmp_path):

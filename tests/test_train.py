@@ -26,8 +26,7 @@ def _config():
     c.data.num_points, c.data.batch_size = 256, 32
     c.model.name = "mlp"
     c.defense.name = "pgd_at"
-    c.defense.eps, c.defense.step_size, c.defense.num_steps = 0.05, 0.02, 2
-    c.defense.random_start = True
+    c.defense.attack = {"attack": "pgd", "eps": 0.05, "step_size": 0.02, "num_steps": 2, "random_start": True}
     c.train.steps = 9
     c.train.log_every = 2
     c.train.checkpoint_every = 2

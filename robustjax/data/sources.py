@@ -95,6 +95,22 @@ def _npz_labels(y: np.ndarray, path: str, key: str) -> np.ndarray:
     return y.astype(np.int32)
 
 
+def _check_inferred_classes(train: ArrayDataset, test: ArrayDataset, num_classes: int, path: str) -> None:
+    """Refuses a class count inferred from a stray label: with labels in {0..9} and one 255, ``max + 1``
+    would silently train a 256-class model."""
+    present = np.unique(np.concatenate([train.labels, test.labels]))
+    missing = num_classes - len(present)
+    if missing > max(1, num_classes // 10):
+        top = int(present[-1])
+        split, labels = ("y_train", train.labels) if (train.labels == top).any() else ("y_test", test.labels)
+        i = int(np.flatnonzero(labels == top)[0])
+        raise ValueError(
+            f"{path}: the labels imply {num_classes} classes (largest label {top}, at example {i} of {split}) "
+            f"but only {len(present)} distinct labels occur: {missing} classes have no example. If the file "
+            f"really has {num_classes} classes, set config.data.num_classes={num_classes}; otherwise fix or "
+            "drop the stray labels (or set config.data.num_classes to the true number of classes)")
+
+
 def load_npz(path: str, *, train_size: int = 0, test_size: int = 0, num_classes: int = 0,
              name: str = "") -> tuple[ArrayDataset, ArrayDataset, DataInfo]:
     """Loads ``x_train/y_train/x_test/y_test`` from a local ``.npz`` file (the offline route).
@@ -152,6 +168,7 @@ def load_npz(path: str, *, train_size: int = 0, test_size: int = 0, num_classes:
         raise ValueError(f"num_classes must be >= 0 (0 = max label + 1), got {num_classes}")
     if not num_classes:
         num_classes = int(max(train.labels.max(initial=-1), test.labels.max(initial=-1))) + 1
+        _check_inferred_classes(train, test, num_classes, path)
     info = DataInfo(name=name or os.path.splitext(os.path.basename(path))[0],
                     image_shape=train.element_shape, num_classes=max(num_classes, 1),
                     num_train=len(train), num_test=len(test), source="npz")

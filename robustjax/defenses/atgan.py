@@ -22,7 +22,8 @@ with the same ``config.model``); or, with ``gamma = 0``, it is not needed at all
 
 One ``atgan`` step (Algorithm 1), with ``x`` a clean batch and ``y`` its labels:
 
-1. ``x_adv = PGD(D_c(G(.)), x, y)``: L-inf PGD with radius ``eps_t`` against the whole classifier with
+1. ``x_adv = PGD(D_c(G(.)), x, y)``: the train-time attack ``config.defense.attack`` (the paper: L-inf PGD
+   with radius ``eps_t``; a spec in the format of ``config.eval.attacks``) against the whole classifier with
    both networks fixed, in eval mode (BatchNorm running statistics), the model as deployed. FracAT: only
    the first ``round(adv_fraction * B)`` examples of the batch are replaced by their adversarial
    versions; the generator's input is that mixed batch ``x~``.
@@ -61,9 +62,10 @@ two calls (each normalised by its own batch statistics, as in the usual PyTorch 
 running statistics. In the G step G runs in train mode and keeps its new statistics; D runs in train
 mode with its statistic updates discarded. The loss network always runs in eval mode.
 
-Config (``config.defense``; the paper's names): ``eps_t``, ``pgd_steps``, ``pgd_step_size``,
-``random_start``, ``adv_fraction`` (FracAT), ``eps_ramp_epochs`` (linear eps curriculum, 0 = off),
-``alpha``, ``beta``, ``gamma``, ``generator`` ("mnist" | "svhn" | "cifar10"), ``generator_width``,
+Config (``config.defense``; ``FIELDS``): ``attack`` (the PGD of Algorithm 1 as an attack spec:
+``{"attack": "pgd", "eps": eps_t, "step_size": ..., "num_steps": ..., "random_start": True}``; a step
+size is kept relative to eps when eps ramps or is overridden), ``adv_fraction`` (FracAT),
+``eps_ramp_epochs`` (linear eps curriculum, 0 = off), ``alpha``, ``beta``, ``gamma``, ``generator`` ("mnist" | "svhn" | "cifar10"), ``generator_width``,
 ``generator_loss`` ("nonsaturating" | "minimax"), ``loss_net_epochs``, ``loss_net_workdir``.
 Optimizers: ``config.train.optimizers.generator`` / ``.discriminator`` / ``.loss_net`` (each over
 ``config.train.optimizer``); ``config.train.epochs`` / ``steps`` is the length of the ``atgan`` phase.
@@ -79,8 +81,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from robustjax import attacks, models
-from robustjax.defenses import common
+from robustjax import models
+from robustjax.defenses import common, fields, supervised
 from robustjax.defenses.base import (
     Defense,
     Phase,
@@ -97,24 +99,29 @@ from robustjax.types import Array, LogitsFn, Metrics, PRNGKey
 
 GENERATOR_LOSSES = ("nonsaturating", "minimax")
 
-# Every field ATGAN reads from config.defense, with its default (None = required).
-DEFAULTS: dict[str, Any] = {
-    "name": None,
-    "eps_t": None,
-    "pgd_steps": None,
-    "pgd_step_size": None,
-    "random_start": True,
-    "adv_fraction": 1.0,
-    "eps_ramp_epochs": 0.0,
-    "alpha": 1.0,
-    "beta": 1.0,
-    "gamma": 10.0,
-    "generator": None,
-    "generator_width": 1.0,
-    "generator_loss": "nonsaturating",
-    "loss_net_epochs": 0.0,
-    "loss_net_workdir": "",
+# Every field ATGAN reads from config.defense: its default and its check.
+FIELDS: dict[str, fields.Field] = {
+    "name": fields.Field(),
+    "attack": fields.Field(fields.REQUIRED, fields.attack_spec(),
+                           "the PGD of Algorithm 1, e.g. {'attack': 'pgd', 'eps': 0.3, 'step_size': 0.01, "
+                           "'num_steps': 40, 'random_start': True}"),
+    "adv_fraction": fields.Field(1.0, fields.number(0.0, 1.0)),
+    "eps_ramp_epochs": fields.Field(0.0, fields.number(0.0)),
+    "alpha": fields.Field(1.0, fields.number(0.0)),
+    "beta": fields.Field(1.0, fields.number(0.0)),
+    "gamma": fields.Field(10.0, fields.number(0.0)),
+    "generator": fields.Field(fields.REQUIRED, fields.choice(*generators.GENERATORS),
+                              "the Table 1 generator: 'mnist', 'svhn' or 'cifar10'"),
+    "generator_width": fields.Field(1.0, fields.number(0.0, lo_open=True)),
+    "generator_loss": fields.Field("nonsaturating", fields.choice(*GENERATOR_LOSSES)),
+    "loss_net_epochs": fields.Field(0.0, fields.number(0.0)),
+    "loss_net_workdir": fields.Field("", fields.text()),
 }
+NETWORKS = ("generator", "discriminator", "loss_net")
+# The flat PGD fields of earlier versions, and where they went.
+_MOVED = {k: "the train-time PGD is config.defense.attack now, e.g. --config.defense.attack.eps=0.3 "
+             "(eps_t -> attack.eps, pgd_steps -> attack.num_steps, pgd_step_size -> attack.step_size)"
+          for k in ("eps_t", "pgd_steps", "pgd_step_size", "random_start")}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -176,40 +183,13 @@ def _fail(field: str, problem: str) -> None:
 
 def read_config(config) -> dict[str, Any]:
     """``config.defense`` with ATGAN's defaults filled in, checked; raises ValueError naming the field."""
-    d = common.as_dict(config.defense)
-    unknown = sorted(set(d) - set(DEFAULTS))
-    if unknown:
-        _fail(unknown[0], f"unknown ATGAN field; valid fields are {sorted(DEFAULTS)}")
-    out = {k: d.get(k, v) for k, v in DEFAULTS.items()}
-    for k, v in out.items():
-        if v is None:
-            _fail(k, "missing (start from configs/atgan_mnist.py, atgan_svhn.py or atgan_cifar10.py)")
-
-    def number(k, lo=0.0, hi=None, integer=False):
-        v = out[k]
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v or v < lo or (hi is not None and v > hi):
-            rng = f"in [{lo}, {hi}]" if hi is not None else f">= {lo}"
-            _fail(k, f"must be a number {rng}, got {v!r}")
-        if integer and int(v) != v:
-            _fail(k, f"must be an integer, got {v!r}")
-
-    for k in ("eps_t", "pgd_step_size", "eps_ramp_epochs", "alpha", "beta", "gamma", "loss_net_epochs"):
-        number(k)
-    number("pgd_steps", integer=True)
-    number("adv_fraction", 0.0, 1.0)
-    if not out["generator_width"] > 0:
-        _fail("generator_width", f"must be > 0, got {out['generator_width']!r}")
-    if out["generator"] not in generators.GENERATORS:
-        _fail("generator", f"{out['generator']!r} is not one of {generators.GENERATORS}")
-    if out["generator_loss"] not in GENERATOR_LOSSES:
-        _fail("generator_loss", f"{out['generator_loss']!r} is not one of {GENERATOR_LOSSES}")
+    out = fields.read(config.defense, FIELDS, "config.defense", hints=_MOVED)
     if out["loss_net_workdir"] and out["loss_net_epochs"] > 0:
         _fail("loss_net_workdir", "is set together with loss_net_epochs > 0: either pre-train the loss network "
               "here (loss_net_workdir='') or restore it from that run (loss_net_epochs=0)")
     if not out["loss_net_workdir"] and out["loss_net_epochs"] == 0 and out["gamma"] > 0:
         _fail("loss_net_epochs", "is 0 but gamma > 0 needs a trained loss network: pre-train it "
               "(loss_net_epochs > 0), restore it from a run (loss_net_workdir=DIR), or set gamma=0")
-    out["pgd_steps"] = int(out["pgd_steps"])
     return out
 
 
@@ -340,9 +320,8 @@ def build(config, info, steps_per_epoch: int) -> Parts:
         restored_loss_net = load_network(hp["loss_net_workdir"], like)
 
     alpha, beta, gamma = float(hp["alpha"]), float(hp["beta"]), float(hp["gamma"])
-    eps_t, step_size, pgd_steps = float(hp["eps_t"]), float(hp["pgd_step_size"]), hp["pgd_steps"]
-    fraction, random_start = float(hp["adv_fraction"]), bool(hp["random_start"])
-    ramp_steps = int(round(float(hp["eps_ramp_epochs"]) * steps_per_epoch))
+    fraction = float(hp["adv_fraction"])
+    attack = supervised.train_attack(hp, info, steps_per_epoch)
     g_loss_kind = hp["generator_loss"]
 
     @jax.jit
@@ -364,13 +343,13 @@ def build(config, info, steps_per_epoch: int) -> Parts:
     def features(ln: TrainState, x: Array) -> Array:
         return models.first_conv_activations(loss_net, eval_variables(ln, ln.params), x, train=False)
 
-    def adversarial_examples(state, x, y, key, eps=eps_t):
+    def adversarial_examples(state, x, y, key, eps=None):
+        """The train-time attack on the composed classifier at ``eps`` (default: the spec's; traced)."""
         g, d = state["generator"], state["discriminator"]
         # The networks being trained, fixed, in eval mode (the model as deployed).
         logits_fn = _composed(g, d, eval_variables(g, g.params), eval_variables(d, d.params))
-        scale = eps / eps_t if eps_t > 0 else 1.0
-        return attacks.pgd(logits_fn, x, y, key, eps=eps, step_size=step_size * scale, num_steps=pgd_steps,
-                           norm="linf", random_start=random_start, bounds=bounds)
+        eps = attack.target_eps if eps is None else eps
+        return attack.spec(logits_fn, x, y, key, eps=eps, bounds=bounds)
 
     def d_step(state, x, x_in, y, key):
         g, d = state["generator"], state["discriminator"]
@@ -414,7 +393,7 @@ def build(config, info, steps_per_epoch: int) -> Parts:
     def atgan_step(state, batch, key):
         k_attack, k_d, k_g = jax.random.split(key, 3)
         x, y = batch["image"], batch["label"]
-        eps_now = common.ramp(eps_t, state["discriminator"].step, ramp_steps)
+        eps_now = attack.eps(state["discriminator"].step)
         if fraction > 0.0:
             x_adv = adversarial_examples(state, x, y, k_attack, eps_now)
             x_in = common.mix_adversarial(x, x_adv, fraction)
@@ -425,7 +404,7 @@ def build(config, info, steps_per_epoch: int) -> Parts:
         return state, {**d_metrics, **g_metrics, "eps": eps_now}
 
     def pretrain_step(state, batch, key):
-        ln, metrics = common.supervised_update(state["loss_net"], batch["image"], batch["label"], key)
+        ln, metrics = supervised.update(state["loss_net"], supervised.ce_objective(), batch, None, key)
         return {**state, "loss_net": ln}, {f"loss_net_{k}": v for k, v in metrics.items()}
 
     def classifier(state):
@@ -447,11 +426,13 @@ def make(config, info, steps_per_epoch: int) -> Defense:
     if parts.pretrain_steps > 0:
         phases.append(Phase("pretrain_loss_net", parts.pretrain_steps, parts.pretrain_step))
     phases.append(Phase("atgan", parts.atgan_steps, parts.atgan_step))
-    return Defense(name="atgan", init=parts.init, phases=tuple(phases), classifier=parts.classifier)
+    return Defense(name="atgan", init=parts.init, phases=tuple(phases), classifier=parts.classifier,
+                   networks=NETWORKS)
 
 
 __all__ = [
-    "DEFAULTS",
+    "FIELDS",
+    "NETWORKS",
     "GENERATOR_LOSSES",
     "Parts",
     "build",

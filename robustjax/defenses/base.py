@@ -4,8 +4,24 @@ A defense is data: how to initialise every network, the phases of training (each
 loop jits), and what an attacker sees end to end::
 
     defense = defenses.make(config, info, steps_per_epoch)
-    state = defense.init(key, sample_batch)
-    logits_fn = defense.classifier(state)          # x in [0, 1] -> logits; attack this
+    state = defense.init(key, sample_batch)        # {"classifier": TrainState, ...}: one per network
+    logits_fn = defense.classifier(state)          # the deployed classifier: x in [0, 1] -> logits
+    attack_fn = defense.attack_model(state)        # what gradient attacks differentiate (BPDA if needed)
+
+The parts, and who uses them:
+
+- ``networks``: the names of the state's entries, one :class:`TrainState` each (``classifier``;
+  ``generator``, ``discriminator``, ...). ``config.train.optimizers.<name>`` may override the optimizer
+  of each; any other name there is a typo and is refused before training.
+- ``classifier(state)``: the model as deployed, whose predictions are scored: ``x -> logits``, or
+  ``(x, key) -> logits`` when ``stochastic`` (a randomised defense: the evaluation draws a fresh key per
+  batch, and attacks that support it average gradients over draws: expectation over transformation).
+- ``surrogate(state)``: for a deployed classifier that is not usefully differentiable (a quantizer, an
+  inner optimisation), a differentiable stand-in of the same signature. The attacker then uses
+  :func:`bpda`: the deployed classifier's outputs with the surrogate's gradients (Athalye et al.'s
+  Backward Pass Differentiable Approximation). Without a surrogate the attacker differentiates the
+  deployed classifier itself.
+- ``detector``: a :class:`Detector`, for defenses that flag inputs as adversarial (GanDef-Comb).
 
 Two choices of this contract, and why:
 - ``make`` takes the dataset's ``DataInfo`` and ``steps_per_epoch`` besides the config: a phase's length
@@ -46,6 +62,58 @@ class Phase:
 
 
 @dataclasses.dataclass(frozen=True)
+class Detector:
+    """A detector head and its decision rule.
+
+    ``score(state)`` is ``x -> score [B]`` (higher = more likely adversarial); an input is *flagged* when
+    ``score > threshold``. Scoring rule of a defense with a detector (GanDef's "Comb" setting): a flagged
+    adversarial input counts as handled correctly, a flagged clean input as an error, and an input that
+    is not flagged is judged by the classifier's prediction. An adaptive attacker must fool both at once
+    (Carlini and Wagner's combined logits, :meth:`combined_logits`).
+    """
+
+    score: Callable[[State], ScoreFn]
+    threshold: float = 0.5
+
+    def flags(self, state: State, x: Array) -> Array:
+        """``[B]`` bool: the inputs the detector flags."""
+        return self.score(state)(x) > self.threshold
+
+    def combined_logits(self, state: State, logits_fn: LogitsFn, y: Array) -> LogitsFn:
+        """``x -> logits [B, K]`` for an adaptive attack on classifier and detector together.
+
+        The true class's logit becomes ``max(z_y, d)`` with ``d = (score - threshold) * (1 + max_k |z_k|)
+        + max_k z_k``: once the input is flagged, ``d`` exceeds every logit and the true class wins, so an
+        untargeted attack on these logits must change the prediction *and* stay below the threshold (the
+        detector-bypass construction of Carlini and Wagner, folded into the true class because detection
+        counts as a correct answer here).
+        """
+
+        def combined(x):
+            z = logits_fn(x)
+            d = (self.score(state)(x) - self.threshold) * (1.0 + jnp.max(jnp.abs(z), axis=-1)) + jnp.max(z, axis=-1)
+            true = jax.nn.one_hot(y, z.shape[-1], dtype=bool)
+            return jnp.where(true, jnp.maximum(z, d[:, None]), z)
+
+        return combined
+
+
+def bpda(forward: Callable, backward: Callable) -> Callable:
+    """A function with ``forward``'s values and ``backward``'s gradients (straight-through / BPDA).
+
+    ``bpda(f, g)(*args) = g(*args) + stop_gradient(f(*args) - g(*args))``: equal to ``f`` in value, and
+    every derivative is ``g``'s. Used for defenses whose deployed classifier is not usefully
+    differentiable: the attacker steps along the surrogate's gradient but is judged by the real model.
+    """
+
+    def fn(*args):
+        approx = backward(*args)
+        return approx + jax.lax.stop_gradient(forward(*args) - approx)
+
+    return fn
+
+
+@dataclasses.dataclass(frozen=True)
 class Defense:
     """Everything a training method is, as data (see the module docstring)."""
 
@@ -53,7 +121,18 @@ class Defense:
     init: Callable[[PRNGKey, Batch], State]
     phases: tuple[Phase, ...]
     classifier: Callable[[State], LogitsFn]
-    detector: Callable[[State], ScoreFn] | None = None
+    networks: tuple[str, ...] = ("classifier",)
+    surrogate: Callable[[State], LogitsFn] | None = None
+    stochastic: bool = False
+    detector: Detector | None = None
+
+    def attack_model(self, state: State, adaptive: bool = True) -> LogitsFn:
+        """What a gradient attack differentiates: the deployed classifier, or (``adaptive`` and a
+        ``surrogate`` exists) the BPDA combination of both. ``adaptive=False`` gives the naive attacker,
+        who differentiates the deployed classifier as it is (through a quantizer: zero gradients)."""
+        if adaptive and self.surrogate is not None:
+            return bpda(self.classifier(state), self.surrogate(state))
+        return self.classifier(state)
 
 
 class TrainState(train_state.TrainState):

@@ -1,24 +1,24 @@
-"""Small parts that defenses compose: step counts, optimizers per network, a supervised update.
+"""Small parts that defenses compose: step counts, optimizers per network, FracAT mixing, curricula.
 
     tx = optimizer_for(config, "classifier", steps_per_epoch, total_steps)
-    state, metrics = supervised_update(state, x, y, key)             # one SGD step on (x, y)
     x_mixed = mix_adversarial(x, x_adv, fraction=0.5)                 # FracAT / Goodfellow-style mix
+    eps_now = ramp(0.3, state.step, ramp_steps)                       # a linear eps curriculum
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from typing import Any
 
-import jax
 import jax.numpy as jnp
 import optax
 
-from robustjax.defenses.base import TrainState, accuracy, cross_entropy, make_optimizer, train_apply
-from robustjax.types import Array, Metrics, PRNGKey
+from robustjax.defenses import fields
+from robustjax.defenses.base import make_optimizer
+from robustjax.types import Array
 
 
 def _plain(d: Any) -> dict:
-    return d.to_dict() if hasattr(d, "to_dict") else dict(d)
+    return dict(fields.plain(d))
 
 
 def train_num_steps(config, steps_per_epoch: int) -> int:
@@ -42,31 +42,6 @@ def optimizer_for(config, network: str, steps_per_epoch: int, total_steps: int) 
     return make_optimizer(optimizer_spec(config, network), steps_per_epoch, total_steps)
 
 
-def supervised_update(
-    state: TrainState,
-    x: Array,
-    y: Array,
-    key: PRNGKey,
-    *,
-    label_smoothing: float = 0.0,
-    extra_loss: Callable[[Array, Array], Array] | None = None,
-) -> tuple[TrainState, Metrics]:
-    """One optimizer step of a classifier on (x, y) with cross-entropy (train mode: BN stats update).
-
-    ``extra_loss(logits, params)`` may add a regulariser (logit pairing, VAT, ...).
-    """
-
-    def loss_fn(params):
-        logits, new_stats = train_apply(state, params, x, key)
-        loss = cross_entropy(logits, y, label_smoothing)
-        total = loss + (extra_loss(logits, params) if extra_loss is not None else 0.0)
-        return total, (logits, new_stats, loss)
-
-    (total, (logits, new_stats, ce)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    state = state.apply_gradients(grads=grads, batch_stats=new_stats)
-    return state, {"loss": total, "ce": ce, "accuracy": accuracy(logits, y)}
-
-
 def mix_adversarial(x: Array, x_adv: Array, fraction: float) -> Array:
     """The first ``round(fraction * B)`` examples adversarial, the rest clean (static fraction)."""
     if fraction >= 1.0:
@@ -83,7 +58,3 @@ def ramp(value: float, step: Array, ramp_steps: int) -> Array:
     if ramp_steps <= 0:
         return jnp.asarray(value, jnp.float32)
     return value * jnp.minimum(1.0, (step.astype(jnp.float32) + 1.0) / float(ramp_steps))
-
-
-def as_dict(cfg: Any) -> Mapping[str, Any]:
-    return _plain(cfg)

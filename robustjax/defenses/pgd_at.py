@@ -1,56 +1,33 @@
-"""Madry et al. PGD adversarial training (and FGSM-AT / mixed clean+adversarial variants).
+"""Madry et al.'s PGD adversarial training (and FracAT / Goodfellow-style clean+adversarial mixes).
 
     defense = pgd_at.make(config, info, steps_per_epoch)
-    # each step: x_adv = attacks.pgd(eval-mode classifier, x, y, ...); one optimizer step on x_adv
+    # each step: x_adv = config.defense.attack against the eval-mode classifier; one optimizer step on x_adv
 
-Config (``config.defense``): ``eps``, ``step_size``, ``num_steps``, ``random_start``, ``norm``
-("linf" | "l2"), ``adv_fraction`` (1.0 = Madry; 0.5 = Goodfellow et al.'s half clean, half adversarial),
-``eps_ramp_epochs`` (linear eps curriculum from 0; MNIST at eps 0.3 stalls without one, see
-docs/results.md), ``loss`` ("ce" | "margin").
+Config (``config.defense``): ``attack``, the train-time attack as a spec in the format of
+``config.eval.attacks`` (Madry on MNIST: ``{"attack": "pgd", "eps": 0.3, "step_size": 0.01,
+"num_steps": 40, "random_start": True}``; any budget attack works: ``fgsm`` gives FGSM-AT, ``norm: "l2"``
+L2 PGD-AT); ``adv_fraction`` (1.0 = Madry; 0.5 = half clean, half adversarial); ``eps_ramp_epochs``
+(linear eps curriculum from 0; MNIST at eps 0.3 stalls without one, see docs/results.md). A recipe on
+:mod:`robustjax.defenses.supervised` with the default cross-entropy objective.
 
 The attack sees the classifier in eval mode (BatchNorm running statistics): the model as it is deployed.
 """
 
 from __future__ import annotations
 
-import jax
+from robustjax.defenses import fields, supervised
 
-from robustjax import attacks, models
-from robustjax.defenses import common
-from robustjax.defenses.base import Defense, Phase, create_train_state, eval_logits_fn
+FIELDS = {
+    **supervised.FIELDS,
+    "attack": fields.Field(fields.REQUIRED, fields.attack_spec(),
+                           "the train-time attack, e.g. {'attack': 'pgd', 'eps': 0.3, 'step_size': 0.01, "
+                           "'num_steps': 40, 'random_start': True}"),
+}
+NETWORKS = ("classifier",)
+# The flat attack fields of earlier versions, and where they went.
+MOVED = {k: f"the train-time attack is config.defense.attack now (e.g. --config.defense.attack.{k}=...)"
+         for k in ("eps", "step_size", "num_steps", "norm", "loss", "random_start")}
 
 
-def make(config, info, steps_per_epoch: int) -> Defense:
-    d = config.defense
-    model = models.make(config.model, info.num_classes)
-    num_steps = common.train_num_steps(config, steps_per_epoch)
-    tx = common.optimizer_for(config, "classifier", steps_per_epoch, num_steps)
-    ema = float(config.train.get("ema_decay", 0.0))
-    eps, step_size, attack_steps = float(d.eps), float(d.step_size), int(d.num_steps)
-    ramp_steps = int(round(float(d.get("eps_ramp_epochs", 0.0)) * steps_per_epoch))
-    fraction = float(d.get("adv_fraction", 1.0))
-    norm, loss, random_start = str(d.get("norm", "linf")), str(d.get("loss", "ce")), bool(d.random_start)
-    bounds = tuple(info.bounds)
-
-    def init(key, batch):
-        return {"classifier": create_train_state(model, key, batch["image"], tx, ema)}
-
-    def train_step(state, batch, key):
-        cls = state["classifier"]
-        attack_key, dropout_key = jax.random.split(key)
-        x, y = batch["image"], batch["label"]
-        eps_now = common.ramp(eps, cls.step, ramp_steps)
-        x_adv = attacks.pgd(
-            eval_logits_fn(cls), x, y, attack_key, eps=eps_now,
-            step_size=step_size * (eps_now / eps if ramp_steps > 0 and eps > 0 else 1.0),
-            num_steps=attack_steps, norm=norm, random_start=random_start, loss=loss, bounds=bounds,
-        )
-        cls, metrics = common.supervised_update(cls, common.mix_adversarial(x, x_adv, fraction), y, dropout_key)
-        return {"classifier": cls}, {**metrics, "eps": eps_now}
-
-    return Defense(
-        name="pgd_at",
-        init=init,
-        phases=(Phase("train", num_steps, train_step),),
-        classifier=lambda state: eval_logits_fn(state["classifier"]),
-    )
+def make(config, info, steps_per_epoch: int):
+    return supervised.make(config, info, steps_per_epoch, name="pgd_at", schema=FIELDS, hints=MOVED)

@@ -12,6 +12,7 @@ model follows are in :mod:`robustjax.models.classifiers`. Generators and discrim
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import numbers
 from typing import Any, Callable, Mapping
 
@@ -60,7 +61,7 @@ def _number(v: Any) -> bool:
 def _positive_float(field: str) -> Callable[[Any], float]:
     def check(v: Any) -> float:
         if not _number(v) or not v > 0:
-            raise ValueError(f"model.{field} must be a number > 0; got {v!r}")
+            raise ValueError(f"config.model.{field}: must be a number > 0; got {v!r}")
         return float(v)
 
     return check
@@ -69,7 +70,7 @@ def _positive_float(field: str) -> Callable[[Any], float]:
 def _rate(field: str) -> Callable[[Any], float]:
     def check(v: Any) -> float:
         if not _number(v) or not 0.0 <= v < 1.0:
-            raise ValueError(f"model.{field} must be a dropout rate in [0, 1); got {v!r}")
+            raise ValueError(f"config.model.{field}: must be a dropout rate in [0, 1); got {v!r}")
         return float(v)
 
     return check
@@ -78,7 +79,7 @@ def _rate(field: str) -> Callable[[Any], float]:
 def _positive_int(field: str) -> Callable[[Any], int]:
     def check(v: Any) -> int:
         if not isinstance(v, numbers.Integral) or isinstance(v, bool) or v < 1:
-            raise ValueError(f"model.{field} must be an int >= 1; got {v!r}")
+            raise ValueError(f"config.model.{field}: must be an int >= 1; got {v!r}")
         return int(v)
 
     return check
@@ -87,7 +88,7 @@ def _positive_int(field: str) -> Callable[[Any], int]:
 def _choice(field: str, options: tuple) -> Callable[[Any], Any]:
     def check(v: Any) -> Any:
         if v not in options:
-            raise ValueError(f"model.{field} must be one of {options}; got {v!r}")
+            raise ValueError(f"config.model.{field}: must be one of {options}; got {v!r}")
         return v
 
     return check
@@ -96,7 +97,7 @@ def _choice(field: str, options: tuple) -> Callable[[Any], Any]:
 def _bool(field: str) -> Callable[[Any], bool]:
     def check(v: Any) -> bool:
         if not isinstance(v, bool):
-            raise ValueError(f"model.{field} must be True or False; got {v!r}")
+            raise ValueError(f"config.model.{field}: must be True or False; got {v!r}")
         return v
 
     return check
@@ -104,11 +105,11 @@ def _bool(field: str) -> Callable[[Any], bool]:
 
 def _hidden(v: Any) -> tuple[int, ...]:
     if isinstance(v, (str, bytes)) or not hasattr(v, "__iter__"):
-        raise ValueError(f"model.hidden must be a list of layer sizes, e.g. [64, 64]; got {v!r}")
+        raise ValueError(f"config.model.hidden: must be a list of layer sizes, e.g. [64, 64]; got {v!r}")
     sizes = tuple(v)
     ok = all(isinstance(n, numbers.Integral) and not isinstance(n, bool) and n >= 1 for n in sizes)
     if not sizes or not ok:
-        raise ValueError(f"model.hidden must be a non-empty list of ints >= 1, e.g. [64, 64]; got {v!r}")
+        raise ValueError(f"config.model.hidden: must be a non-empty list of ints >= 1, e.g. [64, 64]; got {v!r}")
     return tuple(int(n) for n in sizes)
 
 
@@ -119,12 +120,12 @@ def _channel_stats(field: str) -> Callable[[Any], tuple[float, ...] | None]:
         if _number(v):
             v = (v,)
         if isinstance(v, (str, bytes)) or not hasattr(v, "__iter__"):
-            raise ValueError(f"model.{field} must be None or a list of per-channel numbers; got {v!r}")
+            raise ValueError(f"config.model.{field}: must be None or a list of per-channel numbers; got {v!r}")
         vals = tuple(v)
         if not vals or not all(_number(a) for a in vals):
-            raise ValueError(f"model.{field} must be None or a non-empty list of numbers; got {v!r}")
+            raise ValueError(f"config.model.{field}: must be None or a non-empty list of numbers; got {v!r}")
         if field == "std" and not all(a > 0 for a in vals):
-            raise ValueError(f"model.std values must be > 0; got {v!r}")
+            raise ValueError(f"config.model.std: values must be > 0; got {v!r}")
         return tuple(float(a) for a in vals)
 
     return check
@@ -132,7 +133,7 @@ def _channel_stats(field: str) -> Callable[[Any], tuple[float, ...] | None]:
 
 def _depth(v: Any) -> int:
     if not isinstance(v, numbers.Integral) or isinstance(v, bool) or v < 7 or (v - 4) % 3:
-        raise ValueError(f"model.depth must be an int 3n + 4 with n >= 1 (40 for DenseNet-40); got {v!r}")
+        raise ValueError(f"config.model.depth: must be an int 3n + 4 with n >= 1 (40 for DenseNet-40); got {v!r}")
     return int(v)
 
 
@@ -163,7 +164,9 @@ def model_fields(name: str) -> tuple[str, ...]:
 
 def _lookup(name: Any) -> type[Classifier]:
     if name not in MODELS:
-        raise ValueError(f"unknown model name {name!r}; valid names: {sorted(MODELS)}")
+        close = difflib.get_close_matches(str(name), list(MODELS), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"config.model.name: unknown model name {name!r}{hint}; valid names: {sorted(MODELS)}")
     return MODELS[name]
 
 
@@ -187,7 +190,7 @@ def make(model_cfg: Mapping[str, Any], num_classes: int) -> nn.Module:
     """
     cfg = model_cfg.to_dict() if hasattr(model_cfg, "to_dict") else dict(model_cfg)
     if "name" not in cfg:
-        raise ValueError(f"model config needs a 'name'; valid names: {sorted(MODELS)}")
+        raise ValueError(f"config.model.name: missing; a model config needs a 'name'; valid names: {sorted(MODELS)}")
     name = cfg.pop("name")
     cls = _lookup(name)
     if not isinstance(num_classes, numbers.Integral) or isinstance(num_classes, bool) or num_classes < 0:
@@ -196,13 +199,16 @@ def make(model_cfg: Mapping[str, Any], num_classes: int) -> nn.Module:
         given = cfg.pop("num_classes")
         if given is not None and given != num_classes:
             raise ValueError(
-                f"model.num_classes={given!r} disagrees with the dataset's {num_classes}; drop it from the "
+                f"config.model.num_classes={given!r} disagrees with the dataset's {num_classes}; drop it from the "
                 "model config (the number of classes comes from the data)"
             )
     valid = model_fields(name)
     unknown = sorted(k for k in cfg if k not in valid)
     if unknown:
-        raise ValueError(f"model {name!r} has no field(s) {unknown}; its fields are {list(valid)}")
+        close = difflib.get_close_matches(unknown[0], list(valid), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"config.model.{unknown[0]}: model {name!r} has no field(s) {unknown}{hint}; "
+                         f"its fields are {list(valid)}")
     kwargs = {}
     for key, value in cfg.items():
         if value is None and key not in ("mean", "std"):
@@ -211,8 +217,15 @@ def make(model_cfg: Mapping[str, Any], num_classes: int) -> nn.Module:
     return cls(num_classes=int(num_classes), **kwargs)
 
 
+def check_config(model_cfg: Mapping[str, Any]) -> None:
+    """Checks a model config (name, fields, values) without building parameters; raises ValueError
+    naming the field (``config.model.<field>: ...``). The number of classes comes later, from the data."""
+    make(model_cfg, 10)
+
+
 __all__ = [
     "MODELS",
+    "check_config",
     "AllCNN",
     "CWMnist",
     "Classifier",
