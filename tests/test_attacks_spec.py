@@ -138,7 +138,29 @@ def test_every_keyword_of_every_attack_has_a_validator():
             assert params["norm"].default in spec_lib.NORMS_OF[name], name
         else:
             assert name in spec_lib.FIXED_NORM, name
+        if "loss" in params:
+            assert params["loss"].default in spec_lib.LOSSES_OF[name][0], name
     assert sorted(attacks.BUDGET_ATTACKS + attacks.MINIMAL_ATTACKS) == sorted(attacks.ATTACKS)
+
+
+TINY = {"pgd": dict(step_size=0.01, num_steps=1), "mim": dict(step_size=0.01, num_steps=1),
+        "apgd": dict(num_steps=1), "square": dict(num_queries=2), "fab": dict(num_steps=1),
+        "autoattack": dict(num_steps=1, num_queries=2, num_targets=1, attacks=("apgd-ce", "fab", "square")),
+        "deepfool": dict(num_steps=1)}
+
+
+@pytest.mark.parametrize("name", sorted(spec_lib.NORMS_OF))
+def test_norms_table_agrees_with_the_attacks(name, mlp, data):
+    """NORMS_OF is what each attack itself accepts: the valid norms trace, the others are refused."""
+    x, y = data
+    eps = {} if name == "deepfool" else {"eps": 0.1}
+    for norm in ("linf", "l2", "l1", "l0"):
+        fn = jax.jit(functools.partial(attacks.ATTACKS[name], mlp, norm=norm, **eps, **TINY.get(name, {})))
+        if norm in spec_lib.NORMS_OF[name]:
+            fn.trace(x, y, jax.random.key(0))
+        else:
+            with pytest.raises(ValueError, match="norm"):
+                fn.trace(x, y, jax.random.key(0))
 
 
 def test_resolved_attributes_and_round_trip():
