@@ -91,7 +91,8 @@ MISTAKES = [
     (_with(eps_grid=[0.1]), "eps_grid", r"unknown keyword for pgd; .*evaluation suite's curves"),
     ({"attack": "fgsm", "eps": 0.1, "rel_step_size": 0.5}, "rel_step_size",
      r"unknown keyword for fgsm; valid keywords are \['eps', 'loss', 'targeted'\]"),
-    ({"attack": "apgd", "eps": float("inf")}, "eps", r"must be a finite number >= 0, got inf \(apgd needs a finite eps\)"),
+    ({"attack": "apgd", "eps": float("inf")}, "eps",
+     r"must be a finite number >= 0, got inf \(apgd needs a finite eps\)"),
     ({"attack": "apgd", "eps": 0.1, "loss": "dlr_target"}, "loss",
      r"'dlr_target' is not a loss apgd supports; valid: \['ce', 'margin', 'dlr', 'dlr_targeted'\].*"
      r"\(did you mean 'dlr_targeted'\?\)"),
@@ -102,7 +103,8 @@ MISTAKES = [
     ({"attack": "cw_l2", "confidence": -1.0}, "confidence", r"must be a finite number >= 0, got -1.0"),
     ({"attack": "jsma", "theta": 0.0}, "theta", r"must be a non-zero finite number"),
     ({"attack": "jsma", "gamma": 1.5}, "gamma", r"must be a finite number in \(0, 1\], got 1.5"),
-    ({"attack": "jsma", "target": "nxt"}, "target", r"'nxt' is not one of \['random', 'next'\] \(did you mean 'next'\?\)"),
+    ({"attack": "jsma", "target": "nxt"}, "target",
+     r"'nxt' is not one of \['random', 'next'\] \(did you mean 'next'\?\)"),
     ({"attack": "autoattack", "eps": 0.1, "version": "standart"}, "version",
      r"'standart' is not one of \['plus', 'rand', 'standard'\] \(did you mean 'standard'\?\)"),
     ({"attack": "autoattack", "eps": 0.1, "attacks": ["apgd-ce", "fabt"]}, "attacks",
@@ -138,7 +140,29 @@ def test_every_keyword_of_every_attack_has_a_validator():
             assert params["norm"].default in spec_lib.NORMS_OF[name], name
         else:
             assert name in spec_lib.FIXED_NORM, name
+        if "loss" in params:
+            assert params["loss"].default in spec_lib.LOSSES_OF[name][0], name
     assert sorted(attacks.BUDGET_ATTACKS + attacks.MINIMAL_ATTACKS) == sorted(attacks.ATTACKS)
+
+
+TINY = {"pgd": dict(step_size=0.01, num_steps=1), "mim": dict(step_size=0.01, num_steps=1),
+        "apgd": dict(num_steps=1), "square": dict(num_queries=2), "fab": dict(num_steps=1),
+        "autoattack": dict(num_steps=1, num_queries=2, num_targets=1, attacks=("apgd-ce", "fab", "square")),
+        "deepfool": dict(num_steps=1)}
+
+
+@pytest.mark.parametrize("name", sorted(spec_lib.NORMS_OF))
+def test_norms_table_agrees_with_the_attacks(name, mlp, data):
+    """NORMS_OF is what each attack itself accepts: the valid norms trace, the others are refused."""
+    x, y = data
+    eps = {} if name == "deepfool" else {"eps": 0.1}
+    for norm in ("linf", "l2", "l1", "l0"):
+        fn = jax.jit(functools.partial(attacks.ATTACKS[name], mlp, norm=norm, **eps, **TINY.get(name, {})))
+        if norm in spec_lib.NORMS_OF[name]:
+            fn.trace(x, y, jax.random.key(0))
+        else:
+            with pytest.raises(ValueError, match="norm"):
+                fn.trace(x, y, jax.random.key(0))
 
 
 def test_resolved_attributes_and_round_trip():

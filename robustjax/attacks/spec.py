@@ -58,8 +58,8 @@ ATTACKS: Mapping[str, Callable] = types.MappingProxyType({
     "square": square, "autoattack": autoattack, "deepfool": deepfool, "cw_l2": cw_l2, "jsma": jsma, "fab": fab,
 })
 
-# The norms each attack with a ``norm`` keyword accepts (first: what the attack measures eps in by default
-# is read from its signature), and the norm of those without one.
+# The norms each attack with a ``norm`` keyword accepts (its default is read from its signature;
+# tests/test_attacks_spec.py checks this table against the attacks themselves), and the norm of the others.
 NORMS_OF: Mapping[str, tuple[str, ...]] = types.MappingProxyType({
     "fgm": ("linf", "l2", "l1"), "pgd": ("linf", "l2"), "mim": ("linf", "l2"), "apgd": ("linf", "l2"),
     "square": ("linf", "l2"), "autoattack": ("linf", "l2"), "fab": ("linf", "l2"), "deepfool": ("l2", "linf"),
