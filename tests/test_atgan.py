@@ -58,7 +58,7 @@ class Tiny:
         self.x = jnp.asarray(rng.uniform(0.0, 1.0, (8, 8, 8, 1)), jnp.float32)
         self.y = jnp.asarray(rng.integers(0, NUM_CLASSES, 8), jnp.int32)
         self.batch = {"image": self.x, "label": self.y}
-        self.state = self.parts.init(jax.random.PRNGKey(0), self.batch)
+        self.state = jax.jit(self.parts.init)(jax.random.PRNGKey(0), self.batch)
         self.d_step = jax.jit(self.parts.d_step)
         self.g_step = jax.jit(self.parts.g_step)
         self.atgan_step = jax.jit(self.parts.atgan_step)
@@ -451,7 +451,7 @@ def test_loss_net_restored_from_a_run(mnist_run):
     c2.defense.loss_net_epochs, c2.defense.loss_net_workdir = 0.0, workdir
     reuse = atgan.make(c2, INFO_MNIST, 4)
     assert [p.name for p in reuse.phases] == ["atgan"]
-    state = reuse.init(jax.random.PRNGKey(1), sample)
+    state = jax.jit(reuse.init)(jax.random.PRNGKey(1), sample)
     assert _leaves_equal(state["loss_net"].params, saved["loss_net"].params)
 
 
