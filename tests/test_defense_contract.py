@@ -182,3 +182,26 @@ def test_randomised_classifier_is_evaluated_with_fresh_draws_and_eot(monkeypatch
     state = defense.init(jax.random.PRNGKey(0), {"image": x})
     f = defense.classifier(state)
     assert not np.allclose(f(x, jax.random.PRNGKey(1)), f(x, jax.random.PRNGKey(2)))
+
+
+def test_train_time_attack_goes_through_the_transform_by_bpda_and_the_objective_sees_its_output():
+    seen = {}
+
+    def objective(apply, params, batch_stats, batch, x_adv, key):
+        logits, batch_stats = apply(params, batch_stats, x_adv, key)
+        seen["grid"] = jnp.all((x_adv == 0.0) | (x_adv == 1.0)) & jnp.all((batch["image"] == 0.0) | (batch["image"] == 1.0))
+        seen["moved"] = jnp.mean(x_adv != batch["image"])
+        return jnp.mean(logits ** 2), batch_stats, {"grid": seen["grid"], "moved": seen["moved"]}
+
+    c = _config("test_squeeze", attack=dict(PGD))
+    info = types.SimpleNamespace(num_classes=10, bounds=(0.0, 1.0))
+    hp = fields.read(c.defense, supervised.FIELDS, "config.defense")
+    transform = supervised.InputTransform(fn=lambda x: jnp.round(x), surrogate=lambda x: x)
+    defense = supervised.make(c, info, 4, name="t", hp=hp, objective=objective, input_transform=transform)
+    rng = np.random.default_rng(0)
+    batch = {"image": jnp.asarray(rng.uniform(0, 1, (8, 16, 16, 1)), jnp.float32),
+             "label": jnp.asarray(rng.integers(0, 10, 8), jnp.int32)}
+    state = jax.jit(defense.init)(jax.random.PRNGKey(0), batch)
+    _, m = jax.jit(defense.phases[0].train_step)(state, batch, jax.random.PRNGKey(1))
+    assert bool(m["grid"])             # the objective trains on squeezed inputs
+    assert float(m["moved"]) > 0.01    # the attack moved pixels across the quantiser: its gradient went through

@@ -44,6 +44,7 @@ from robustjax.defenses.base import (
     Phase,
     TrainState,
     accuracy,
+    bpda,
     create_train_state,
     cross_entropy,
     eval_logits_fn,
@@ -154,30 +155,45 @@ def update(state: TrainState, objective: Objective, batch: Batch, x_adv: Array |
 
 
 def make_step(objective: Objective, *, attack: TrainAttack | None = None, adv_fraction: float = 1.0,
-              augment: Augment | None = None, transform: Callable[[Array], Array] | None = None,
+              augment: Augment | None = None, input_transform: InputTransform | None = None,
               network: str = "classifier"):
-    """The skeleton's pure ``train_step(state, batch, key)`` for ``state[network]``."""
+    """The skeleton's pure ``train_step(state, batch, key)`` for ``state[network]``.
+
+    With an ``input_transform`` the train-time attack targets the deployed model (network after the
+    transform; through the transform's surrogate by BPDA when it has one) on raw inputs, and, when the
+    transform is ``in_training``, the objective sees the transformed clean and adversarial batches.
+    """
 
     def train_step(state, batch, key):
         k_aug, k_attack, k_obj = jax.random.split(key, 3)
         if augment is not None:
             batch = augment(k_aug, batch)
-        if transform is not None:
-            batch = {**batch, "image": transform(batch["image"])}
         net = state[network]
+        x, y = batch["image"], batch["label"]
         x_adv, extra = None, {}
         if attack is not None:
-            x, y = batch["image"], batch["label"]
-            logits_fn = eval_logits_fn(net)
-            if transform is not None:
-                logits_fn = _compose(logits_fn, transform)
+            logits_fn = deployed(eval_logits_fn(net), input_transform, adaptive=True)
             x_adv = attack(logits_fn, x, y, k_attack, net.step)
             x_adv = common.mix_adversarial(x, x_adv, adv_fraction)
             extra = {"eps": attack.eps(net.step)}
+        if input_transform is not None and input_transform.in_training:
+            batch = {**batch, "image": input_transform.fn(x)}
+            x_adv = None if x_adv is None else input_transform.fn(x_adv)
         net, metrics = update(net, objective, batch, x_adv, k_obj)
         return {**state, network: net}, {**metrics, **extra}
 
     return train_step
+
+
+def deployed(logits_fn: LogitsFn, input_transform: InputTransform | None, adaptive: bool = False) -> LogitsFn:
+    """``logits_fn`` behind ``input_transform`` (if any); ``adaptive``: with the BPDA gradient of the
+    transform's surrogate."""
+    if input_transform is None:
+        return logits_fn
+    forward = _compose(logits_fn, input_transform.fn)
+    if adaptive and input_transform.surrogate is not None:
+        return bpda(forward, _compose(logits_fn, input_transform.surrogate))
+    return forward
 
 
 def _compose(logits_fn: LogitsFn, transform: Callable[[Array], Array]) -> LogitsFn:
@@ -215,17 +231,15 @@ def make(config, info, steps_per_epoch: int, *, name: str, schema: Mapping[str, 
     _, init_net = classifier_network(config, info, steps_per_epoch, num_steps)
     if objective is None:
         objective = ce_objective(float(hp.get("label_smoothing", 0.0)))
-    transform = input_transform.fn if input_transform is not None else None
     step = make_step(objective, attack=train_attack(hp, info, steps_per_epoch),
                      adv_fraction=float(hp.get("adv_fraction", 1.0)), augment=augment,
-                     transform=transform if (input_transform is not None and input_transform.in_training) else None)
+                     input_transform=input_transform)
 
     def init(key, batch):
         return {"classifier": init_net(key, jnp.asarray(batch["image"]))}
 
     def classifier(state):
-        logits_fn = eval_logits_fn(state["classifier"])
-        return _compose(logits_fn, transform) if transform is not None else logits_fn
+        return deployed(eval_logits_fn(state["classifier"]), input_transform)
 
     surrogate = None
     if input_transform is not None and input_transform.surrogate is not None:
