@@ -77,12 +77,12 @@ def run(config, workdir: str, *, on_step=None) -> dict:
         sharding.check_batch_size(config.data.batch_size, mesh)
         state = sharding.replicate(state, mesh)
         shard = lambda batch: sharding.shard_batch(batch, mesh)  # noqa: E731
-    state = loop.fit(
-        defense, state, train_ds, workdir=workdir, key=train_key, batch_size=config.data.batch_size,
-        seed=config.seed, log_every=t.log_every, checkpoint_every=t.checkpoint_every,
-        keep_checkpoints=t.keep_checkpoints, progress=None if t.progress else False, on_step=on_step,
-        shard_batch=shard,
+    options = loop.LoopOptions(
+        workdir=workdir, batch_size=config.data.batch_size, seed=config.seed, log_every=t.log_every,
+        checkpoint_every=t.checkpoint_every, keep_checkpoints=t.keep_checkpoints,
+        progress=None if t.progress else False, on_step=on_step, shard_batch=shard,
     )
+    state = loop.fit(defense, state, train_ds, key=train_key, options=options)
     t_train = time.time() - t_start
     results = evaluate.evaluate(defense.classifier, state, test_ds, config.eval, eval_key, bounds=info.bounds)
     t_total = time.time() - t_start
