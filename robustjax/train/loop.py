@@ -108,6 +108,8 @@ class LoopOptions:
       keep_checkpoints: how many checkpoints to keep.
       progress: show a progress bar (None: only when stderr is a terminal).
       prefetch: host-side prefetch depth (0: none).
+      on_start: called with the resumed checkpoint's meta (None for a fresh start) once it is restored
+        and checked, before the first step (experiment.run writes config.json there).
       on_step: called with the global step after each step's bookkeeping (tests use it to simulate a
         crash).
       shard_batch: optional ``batch -> batch`` placing arrays on devices (multi-device data parallel).
@@ -121,6 +123,7 @@ class LoopOptions:
     keep_checkpoints: int = 2
     progress: bool | None = None
     prefetch: int = 2
+    on_start: Callable[[dict | None], None] | None = None
     on_step: Callable[[int], None] | None = None
     shard_batch: Callable | None = None
 
@@ -696,6 +699,8 @@ def _fit(defense: Defense, state: State, train_ds, key: jax.Array, options: Loop
         if found.meta is not None:
             print(f"[robustjax] resuming from checkpoint {found.step}: phase {start_phase} "
                   f"({phases[start_phase].name}), step {start_step}", file=sys.stderr, flush=True)
+        if options.on_start is not None:
+            options.on_start(found.meta)
         writer = _MetricWriter(workdir, found.step or 0)
         with _StopRequest() as stop:
             run = _Run(defense, train_ds, key, options, mngr, writer, stop, found.step)
