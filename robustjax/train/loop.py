@@ -131,8 +131,8 @@ class LoopOptions:
         for name in ("batch_size", "log_every", "checkpoint_every", "keep_checkpoints"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ConfigError(f"{name} must be a positive integer, got {value!r} (config.data.batch_size / "
-                                  f"config.train.{name})")
+                field = "config.data.batch_size" if name == "batch_size" else f"config.train.{name}"
+                raise ConfigError(f"{name} must be a positive integer, got {value!r} ({field})")
         if isinstance(self.prefetch, bool) or not isinstance(self.prefetch, int) or self.prefetch < 0:
             raise ConfigError(f"prefetch must be an integer >= 0, got {self.prefetch!r}")
 
