@@ -409,6 +409,17 @@ def test_loop_options_are_checked(tmp_path):
         loop.LoopOptions(workdir=str(tmp_path), batch_size=-1)
 
 
+def test_a_batch_that_does_not_split_over_the_devices_is_a_config_error():
+    from types import SimpleNamespace
+
+    from robustjax.train import sharding
+
+    with pytest.raises(errors.ConfigError, match=r"config\.data\.batch_size=30 does not divide evenly over 4 "
+                                                 r"devices; use a multiple of 4 \(e\.g\. 28\)"):
+        sharding.check_batch_size(30, SimpleNamespace(devices=np.empty(4)))
+    sharding.check_batch_size(32, SimpleNamespace(devices=np.empty(4)))
+
+
 def test_loss_warnings_flag_a_loss_that_explodes_without_nan():
     def records(values, phase="train"):
         return [{"phase": phase, "phase_index": 0, "global_step": 10 * (i + 1), "loss": v, "accuracy": 0.5}
