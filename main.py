@@ -6,13 +6,20 @@
         --config.data.path=/path/to/mnist.npz --config.train.epochs=2
 
 Every config field can be overridden with --config.<section>.<field>=value. Re-running with the same
---workdir resumes training from its newest checkpoint.
+--workdir resumes training from its newest checkpoint (a config that changes training is refused unless
+--allow_config_change is given).
+
+Exit status: 0 done; 2 a user error robustjax recognised (bad config, missing or malformed data, a
+workdir that holds another run), printed as one line (--verbosity=1 or ROBUSTJAX_TRACEBACK=1 adds the
+traceback); 3 training diverged (NaN/inf); 130 SIGINT (Ctrl-C) and 143 SIGTERM, after the checkpoint of
+the last finished step was written. See docs/reliability.md.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import signal
 import sys
 import time
 
@@ -37,6 +44,23 @@ def default_workdir(config_arg: str, now: float | None = None) -> str:
 
 _DISTRIBUTED = flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize() first (multi-host "
                                  "GPU/TPU; the coordinator is found from the environment).")
+_ALLOW_CONFIG_CHANGE = flags.DEFINE_bool("allow_config_change", False, "Resume a --workdir even though the config "
+                                         "changes training (the change is recorded and stated in the report).")
+
+EXIT_USER_ERROR = 2
+EXIT_DIVERGED = 3
+TRACEBACK_ENV = "ROBUSTJAX_TRACEBACK"
+
+
+def _show_tracebacks() -> bool:
+    return flags.FLAGS.verbosity >= 1 or os.environ.get(TRACEBACK_ENV, "") not in ("", "0")
+
+
+def _sigterm(signum, frame):
+    """Outside the training loop (which checkpoints first), SIGTERM stops like Ctrl-C, with status 143."""
+    from robustjax.train.loop import Interrupted
+
+    raise Interrupted("SIGTERM", signum)
 
 
 def main(argv):
@@ -44,23 +68,36 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     if not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)  # orbax logs every checkpoint at INFO; -v 0 brings it back
+    signal.signal(signal.SIGTERM, _sigterm)
     if _DISTRIBUTED.value:
         import jax
 
         jax.distributed.initialize()
-    from robustjax import experiment  # after flag parsing: keeps --help fast
+    from robustjax import errors, experiment  # after flag parsing: keeps --help fast
+    from robustjax.train.loop import NonFiniteLossError
 
     workdir = _WORKDIR.value or default_workdir(config_flags.get_config_filename(flags.FLAGS["config"]))
     print(f"[robustjax] workdir: {workdir}", flush=True)
-    results = experiment.run(_CONFIG.value, workdir)
-    print(open(results["_paths"]["report"]).read())
+    try:
+        results = experiment.run(_CONFIG.value, workdir, allow_config_change=_ALLOW_CONFIG_CHANGE.value)
+    except KeyboardInterrupt as e:
+        print(f"[robustjax] interrupted; re-run the same command with --workdir={workdir} to resume",
+              file=sys.stderr, flush=True)
+        return getattr(e, "exit_status", 128 + signal.SIGINT)
+    except (errors.UserError, NonFiniteLossError) as e:
+        if _show_tracebacks():
+            raise
+        print(f"[robustjax] error: {e}", file=sys.stderr, flush=True)
+        return EXIT_USER_ERROR if isinstance(e, errors.UserError) else EXIT_DIVERGED
+    print(results["_report"])
     print(f"[robustjax] report: {results['_paths']['report']}")
+    return 0
 
 
 if __name__ == "__main__":
     flags.mark_flags_as_required(["config"])
     try:
         app.run(main)
-    except KeyboardInterrupt:
-        print("[robustjax] interrupted; re-run the same command with --workdir to resume", file=sys.stderr)
-        sys.exit(130)
+    except KeyboardInterrupt as e:  # before main's own handling (flag parsing, imports)
+        print("[robustjax] interrupted", file=sys.stderr)
+        sys.exit(getattr(e, "exit_status", 128 + signal.SIGINT))

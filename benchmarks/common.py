@@ -124,9 +124,9 @@ def train_and_cache(name: str) -> str:
     init_key, train_key, _ = jax.random.split(key, 3)
     state = defense.init(init_key, train_ds.get(np.arange(config.data.batch_size)))
     t0 = time.time()
-    state = loop.fit(defense, state, train_ds, workdir=workdir, key=train_key,
-                     batch_size=config.data.batch_size, seed=config.seed, log_every=100,
-                     checkpoint_every=100000, progress=False)
+    state = loop.fit(defense, state, train_ds, key=train_key, options=loop.LoopOptions(
+        workdir=workdir, batch_size=config.data.batch_size, seed=config.seed, log_every=100,
+        checkpoint_every=100000, progress=False))
     print(f"[common] trained {name} for {config.train.epochs} epoch(s) in {time.time() - t0:.0f}s", flush=True)
     flat = traverse_util.flatten_dict(jax.device_get(state["classifier"].params), sep="/")
     os.makedirs(CACHE, exist_ok=True)

@@ -10,7 +10,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from robustjax import data
+from robustjax import data, errors
 
 
 def _indexed(n: int, shape=(4, 4, 1)) -> data.ArrayDataset:
@@ -95,6 +95,33 @@ def test_npz_nan_pixels_and_bad_labels_are_rejected_at_load(tmp_path):
                       y_test=np.array([0, 1]))
     with pytest.raises(ValueError, match=r"labels:train: example 3 has label 3, outside \[0, 3\)"):
         data.load({"source": "npz", "path": path, "num_classes": 3})
+
+
+@pytest.mark.parametrize("shape", [(5, 1, 28, 28), (5, 3, 32, 32)])
+def test_npz_channels_first_is_named_with_the_transpose(tmp_path, shape):
+    x = np.zeros(shape, np.uint8)
+    path = _write_npz(tmp_path / "nchw.npz", x_train=x, y_train=np.zeros(5, np.int64), x_test=x[:2],
+                      y_test=np.zeros(2, np.int64))
+    n, c, h, w = shape
+    with pytest.raises(errors.DataError, match=(rf"x_train has shape \({n}, {c}, {h}, {w}\), which is channels-first "
+                                                rf"\(NCHW.*store x_train\.transpose\(0, 2, 3, 1\) "
+                                                rf"\(shape \({n}, {h}, {w}, {c}\)\)")):
+        data.load({"source": "npz", "path": path})
+    fixed = _write_npz(tmp_path / "nhwc.npz", x_train=x.transpose(0, 2, 3, 1), y_train=np.zeros(5, np.int64),
+                       x_test=x[:2].transpose(0, 2, 3, 1), y_test=np.zeros(2, np.int64))
+    assert data.load({"source": "npz", "path": fixed})[2].image_shape == (h, w, c)
+
+
+def test_data_errors_are_user_errors_and_keep_their_old_types(tmp_path):
+    with pytest.raises(errors.UserError) as info:
+        data.load({"source": "npz", "path": str(tmp_path / "nope.npz")})
+    assert isinstance(info.value, data.DatasetUnavailableError) and isinstance(info.value, RuntimeError)
+    with pytest.raises(errors.ConfigError, match="config.data.source='nope'"):
+        data.load({"source": "nope"})
+    x = np.full((4, 2, 2, 1), 2.0, np.float32)  # float pixels outside [0, 1]
+    path = _write_npz(tmp_path / "range.npz", x_train=x, y_train=np.zeros(4), x_test=x, y_test=np.zeros(4))
+    with pytest.raises(errors.DataError, match="outside bounds"):
+        data.load({"source": "npz", "path": path})
 
 
 # ----------------------------------------------------------------------------------------- digits

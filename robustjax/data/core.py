@@ -14,14 +14,17 @@ import dataclasses
 
 import numpy as np
 
+from robustjax.errors import DataError, UserError
+
 # Validation scans float images in chunks of this many examples (bounded temporary memory).
 _CHUNK = 4096
 
 
-class DatasetUnavailableError(RuntimeError):
+class DatasetUnavailableError(UserError, RuntimeError):
     """A dataset cannot be loaded here (not prepared, no network, missing file).
 
-    The message names the dataset, where it was looked for, and the ways out.
+    The message names the dataset, where it was looked for, and the ways out. A ``UserError`` (so
+    ``main.py`` prints it as one line) and still a ``RuntimeError``, as it always was.
     """
 
 
@@ -125,32 +128,32 @@ def validate(ds: ArrayDataset, info: DataInfo, where: str) -> None:
       where: the split's name for the message (``"train"``, ``"test"``, ``"mnist.npz:test"``...).
 
     Raises:
-      ValueError: naming ``where``, the first bad example index, and how to fix it.
+      DataError: (a ``ValueError``) naming ``where``, the first bad example index, and how to fix it.
     """
     if ds.element_shape != tuple(info.image_shape):
-        raise ValueError(
+        raise DataError(
             f"{where}: examples have shape {ds.element_shape} but the dataset info says "
             f"{tuple(info.image_shape)}; images must be [N, H, W, C] (add a channel axis to grayscale "
             "images: x[..., None]) and both splits must share one shape")
     lo, hi = info.bounds
     if ds.images.dtype == np.uint8:
         if lo > 0.0 or hi < 1.0:  # uint8 images map onto [0, 1] exactly
-            raise ValueError(f"{where}: uint8 images span [0, 1] after scaling, outside bounds {info.bounds}; "
-                             "use bounds (0.0, 1.0) for uint8 sources")
+            raise DataError(f"{where}: uint8 images span [0, 1] after scaling, outside bounds {info.bounds}; "
+                            "use bounds (0.0, 1.0) for uint8 sources")
     else:
         for start in range(0, len(ds), _CHUNK):
             chunk = ds.images[start:start + _CHUNK].reshape(min(_CHUNK, len(ds) - start), -1)
             finite = np.isfinite(chunk).all(axis=1)
             if not finite.all():
                 i = start + int(np.flatnonzero(~finite)[0])
-                raise ValueError(
+                raise DataError(
                     f"{where}: example {i} has NaN or inf pixels ({int((~finite).sum())} such examples in "
                     f"rows {start}..{start + len(chunk) - 1}); clean or drop them before training (e.g. "
                     "np.nan_to_num, or keep only np.isfinite(x).all(axis=(1, 2, 3)))")
             inside = ((chunk >= lo) & (chunk <= hi)).all(axis=1)
             if not inside.all():
                 i = start + int(np.flatnonzero(~inside)[0])
-                raise ValueError(
+                raise DataError(
                     f"{where}: example {i} has pixels in [{chunk[i - start].min():g}, "
                     f"{chunk[i - start].max():g}], outside bounds {info.bounds}; float images must already be "
                     "scaled into [0, 1] (divide 0..255 values by 255, or store them as uint8)")
@@ -158,7 +161,7 @@ def validate(ds: ArrayDataset, info: DataInfo, where: str) -> None:
     bad = (labels < 0) | (labels >= info.num_classes)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise ValueError(
+        raise DataError(
             f"{where}: example {i} has label {int(labels[i])}, outside [0, {info.num_classes}) "
             f"({int(bad.sum())} bad labels in all); labels must be class indices 0..num_classes-1 "
             "(for an npz file, set config.data.num_classes to the true number of classes, or remap labels)")

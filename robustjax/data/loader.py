@@ -25,6 +25,7 @@ from typing import Any, Mapping
 
 from robustjax.data import sources, synthetic, tfds_source
 from robustjax.data.core import ArrayDataset, DataInfo, validate
+from robustjax.errors import ConfigError
 
 SOURCES = ("tfds", "npz", "digits", "toy2d", "synthetic")
 
@@ -42,7 +43,7 @@ def _field(cfg: Any, key: str) -> Any:
 def _int_field(cfg: Any, key: str, minimum: int = 0) -> int:
     value = _field(cfg, key)
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"config.data.{key} must be an integer >= {minimum}, got {value!r}")
+        raise ConfigError(f"config.data.{key} must be an integer >= {minimum}, got {value!r}")
     return value
 
 
@@ -68,8 +69,9 @@ def load(data_cfg: Mapping[str, Any] | Any, **overrides: Any) -> tuple[ArrayData
       labels) and their ``DataInfo``.
 
     Raises:
-      ValueError: unknown source or name (the message lists the valid ones), bad field values, or data
-        that fails ``validate`` (NaN pixels, labels out of range, ...).
+      ConfigError: unknown source or name (the message lists the valid ones), bad field values.
+      DataError: data that fails ``validate`` (NaN pixels, labels out of range, ...) or a malformed file.
+        Both are ``robustjax.errors.UserError``, a ``ValueError``.
       DatasetUnavailableError: a tfds dataset that is not prepared and cannot be prepared here, or a
         missing npz file; the message says how to get the data.
     """
@@ -82,7 +84,7 @@ def load(data_cfg: Mapping[str, Any] | Any, **overrides: Any) -> tuple[ArrayData
         name = name or "digits"
         source = infer_source(name)
     if source not in SOURCES:
-        raise ValueError(f"config.data.source={source!r} is not a data source; valid sources: {list(SOURCES)}")
+        raise ConfigError(f"config.data.source={source!r} is not a data source; valid sources: {list(SOURCES)}")
     train_size, test_size = _int_field(cfg, "train_size"), _int_field(cfg, "test_size")
 
     if source == "npz":
@@ -91,8 +93,8 @@ def load(data_cfg: Mapping[str, Any] | Any, **overrides: Any) -> tuple[ArrayData
             num_classes=_int_field(cfg, "num_classes"), name=name)
     elif source == "digits":
         if name not in ("digits", ""):
-            raise ValueError(f"config.data.name={name!r} does not go with source='digits' (valid name: "
-                             "'digits'); for other datasets use source 'tfds', 'npz' or 'toy2d'")
+            raise ConfigError(f"config.data.name={name!r} does not go with source='digits' (valid name: "
+                              "'digits'); for other datasets use source 'tfds', 'npz' or 'toy2d'")
         train, test, info = sources.load_digits(
             image_size=_int_field(cfg, "image_size", minimum=1), train_size=train_size, test_size=test_size)
     elif source == "synthetic":
@@ -100,20 +102,20 @@ def load(data_cfg: Mapping[str, Any] | Any, **overrides: Any) -> tuple[ArrayData
                                                      test_size=test_size, seed=_int_field(cfg, "seed"))
     elif source == "toy2d":
         if name not in sources.TOY2D_NAMES:
-            raise ValueError(f"config.data.name={name!r} is not a toy2d dataset; valid names: "
-                             f"{list(sources.TOY2D_NAMES)}")
+            raise ConfigError(f"config.data.name={name!r} is not a toy2d dataset; valid names: "
+                              f"{list(sources.TOY2D_NAMES)}")
         num_points = _int_field(cfg, "num_points", minimum=2)
         noise = cfg["noise"]
         if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not noise >= 0:
-            raise ValueError(f"config.data.noise must be a number >= 0, got {noise!r}")
+            raise ConfigError(f"config.data.noise must be a number >= 0, got {noise!r}")
         train, test, info = sources.load_toy2d(
             name, num_train=train_size or num_points, num_test=test_size or max(num_points // 4, 2),
             noise=float(noise), seed=_int_field(cfg, "seed"))
     else:
         if not name or name in ("digits",) + sources.TOY2D_NAMES:
             hint = f"use source={infer_source(name)!r} for it, or " if name else "set "
-            raise ValueError(f"config.data.name={name!r} is not a tfds dataset; {hint}a tfds name such as "
-                             f"{list(tfds_source.TFDS_NAMES)}")
+            raise ConfigError(f"config.data.name={name!r} is not a tfds dataset; {hint}a tfds name such as "
+                              f"{list(tfds_source.TFDS_NAMES)}")
         train, test, info = tfds_source.load_tfds(
             name, data_dir=str(cfg["data_dir"] or ""), download=bool(cfg["download"]),
             train_size=train_size, test_size=test_size)

@@ -16,6 +16,7 @@ import zipfile
 import numpy as np
 
 from robustjax.data.core import ArrayDataset, DataInfo, DatasetUnavailableError
+from robustjax.errors import ConfigError, DataError
 
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 TOY2D_NAMES = ("two_gaussians", "circles", "moons")
@@ -29,10 +30,10 @@ DIGITS_DEFAULT_IMAGE_SIZE = 16
 
 def _subset_size(requested: int, available: int, what: str) -> int:
     if requested < 0:
-        raise ValueError(f"{what}: size must be >= 0 (0 = all {available}), got {requested}")
+        raise ConfigError(f"{what}: size must be >= 0 (0 = all {available}), got {requested}")
     if requested > available:
-        raise ValueError(f"{what}: asked for {requested} examples but only {available} exist; "
-                         f"use 0 for all of them or a value <= {available}")
+        raise ConfigError(f"{what}: asked for {requested} examples but only {available} exist; "
+                          f"use 0 for all of them or a value <= {available}")
     return requested or available
 
 
@@ -66,32 +67,42 @@ def _npz_shape(archive: zipfile.ZipFile, key: str) -> tuple[int, ...]:
         return tuple(_read_header(f)[0])
 
 
+def _looks_channels_first(shape: tuple[int, ...]) -> bool:
+    """``[N, C, H, W]`` with 1, 3 or 4 channels, where the last axis is too long to be a channel axis."""
+    return len(shape) == 4 and shape[1] in (1, 3, 4) and shape[3] > 4
+
+
 def _npz_images(x: np.ndarray, path: str, key: str) -> np.ndarray:
+    if _looks_channels_first(x.shape):
+        n, c, h, w = x.shape
+        raise DataError(f"{path}: {key} has shape {x.shape}, which is channels-first (NCHW: {c} channel(s) of "
+                        f"{h}x{w}); robustjax reads channels-last NHWC images: store {key}.transpose(0, 2, 3, 1) "
+                        f"(shape ({n}, {h}, {w}, {c})) instead")
     if x.ndim == 3:  # [N, H, W] grayscale
         x = x[..., None]
     if x.ndim not in (2, 4):  # [N, D] vectors (e.g. 2-D points) are kept as they are
-        raise ValueError(f"{path}: {key} has shape {x.shape}; expected [N, H, W, C] (NHWC), [N, H, W] "
-                         "(grayscale) or [N, D]")
+        raise DataError(f"{path}: {key} has shape {x.shape}; expected [N, H, W, C] (NHWC), [N, H, W] "
+                        "(grayscale) or [N, D]")
     if x.dtype == np.uint8:
         return x
     if np.issubdtype(x.dtype, np.floating):
         # Range, NaN and inf are checked by `validate` with the example index in the message.
         return x.astype(np.float32, copy=False)
-    raise ValueError(f"{path}: {key} has dtype {x.dtype}; store images as uint8 (0..255) or as floats "
-                     "already scaled into [0, 1]")
+    raise DataError(f"{path}: {key} has dtype {x.dtype}; store images as uint8 (0..255) or as floats "
+                    "already scaled into [0, 1]")
 
 
 def _npz_labels(y: np.ndarray, path: str, key: str) -> np.ndarray:
     if y.ndim == 2 and y.shape[1] == 1:  # [N, 1] (the Keras CIFAR layout)
         y = y[:, 0]
     if y.ndim != 1:
-        raise ValueError(f"{path}: {key} has shape {y.shape}; expected class indices [N] "
-                         "(convert one-hot labels with y.argmax(-1))")
+        raise DataError(f"{path}: {key} has shape {y.shape}; expected class indices [N] "
+                        "(convert one-hot labels with y.argmax(-1))")
     if not np.issubdtype(y.dtype, np.integer):
         if np.issubdtype(y.dtype, np.floating) and np.all(np.isfinite(y)) and np.all(y == np.round(y)):
             y = y.astype(np.int64)
         else:
-            raise ValueError(f"{path}: {key} has dtype {y.dtype}; labels must be integer class indices")
+            raise DataError(f"{path}: {key} has dtype {y.dtype}; labels must be integer class indices")
     return y.astype(np.int32)
 
 
@@ -116,7 +127,8 @@ def load_npz(path: str, *, train_size: int = 0, test_size: int = 0, num_classes:
     """Loads ``x_train/y_train/x_test/y_test`` from a local ``.npz`` file (the offline route).
 
     Images: uint8 NHWC (kept as uint8), uint8 ``[N, H, W]`` grayscale (a channel axis is added), or
-    floats already in [0, 1]. Labels: integer class indices ``[N]`` (or ``[N, 1]``).
+    floats already in [0, 1]. Channels-first arrays (``[N, 1, 28, 28]``, ``[N, 3, 32, 32]``) are rejected
+    with the transpose that fixes them. Labels: integer class indices ``[N]`` (or ``[N, 1]``).
 
     Args:
       path: the ``.npz`` file.
@@ -127,12 +139,13 @@ def load_npz(path: str, *, train_size: int = 0, test_size: int = 0, num_classes:
 
     Raises:
       DatasetUnavailableError: the file does not exist.
-      ValueError: missing arrays, wrong shapes or dtypes, or sizes larger than the file holds.
+      DataError: (a ``ValueError``) missing arrays, wrong shapes, layouts or dtypes.
+      ConfigError: (a ``ValueError``) sizes larger than the file holds.
     """
     path = os.path.expanduser(str(path))
     if not path:
-        raise ValueError("source=npz needs a path: --config.data.path=/path/to/file.npz holding "
-                         "x_train, y_train, x_test, y_test")
+        raise ConfigError("source=npz needs a path: --config.data.path=/path/to/file.npz holding "
+                          "x_train, y_train, x_test, y_test")
     if not os.path.isfile(path):
         raise DatasetUnavailableError(
             f"npz file {path!r} does not exist (cwd: {os.getcwd()}). Point --config.data.path at a .npz "
@@ -141,20 +154,20 @@ def load_npz(path: str, *, train_size: int = 0, test_size: int = 0, num_classes:
     try:
         archive = zipfile.ZipFile(path)
     except zipfile.BadZipFile as error:
-        raise ValueError(f"{path} is not an .npz archive ({error}); write it with np.savez or "
-                         "np.savez_compressed") from error
+        raise DataError(f"{path} is not an .npz archive ({error}); write it with np.savez or "
+                        "np.savez_compressed") from error
     with archive:
         present = {n[:-4] for n in archive.namelist() if n.endswith(".npy")}
         missing = [k for k in NPZ_KEYS if k not in present]
         if missing:
-            raise ValueError(f"{path} lacks {missing}; it holds {sorted(present)}. An npz dataset needs "
-                             f"the arrays {list(NPZ_KEYS)}")
+            raise DataError(f"{path} lacks {missing}; it holds {sorted(present)}. An npz dataset needs "
+                            f"the arrays {list(NPZ_KEYS)}")
         splits = {}
         for split, size in (("train", train_size), ("test", test_size)):
             x_shape, y_shape = _npz_shape(archive, f"x_{split}"), _npz_shape(archive, f"y_{split}")
             if not x_shape or not y_shape or x_shape[0] != y_shape[0]:
-                raise ValueError(f"{path}: x_{split} has shape {x_shape} but y_{split} has shape {y_shape}; "
-                                 "they must hold the same number of examples, one label per image")
+                raise DataError(f"{path}: x_{split} has shape {x_shape} but y_{split} has shape {y_shape}; "
+                                "they must hold the same number of examples, one label per image")
             available = x_shape[0]
             n = _subset_size(size, available, f"{path} {split}_size")
             x = _npz_images(_read_npy_rows(archive, f"x_{split}", n), path, f"x_{split}")
@@ -162,10 +175,10 @@ def load_npz(path: str, *, train_size: int = 0, test_size: int = 0, num_classes:
             splits[split] = ArrayDataset(x, y)
     train, test = splits["train"], splits["test"]
     if train.element_shape != test.element_shape:
-        raise ValueError(f"{path}: train examples have shape {train.element_shape} but test examples "
-                         f"{test.element_shape}; both splits must share one shape")
+        raise DataError(f"{path}: train examples have shape {train.element_shape} but test examples "
+                        f"{test.element_shape}; both splits must share one shape")
     if num_classes < 0:
-        raise ValueError(f"num_classes must be >= 0 (0 = max label + 1), got {num_classes}")
+        raise ConfigError(f"num_classes must be >= 0 (0 = max label + 1), got {num_classes}")
     if not num_classes:
         num_classes = int(max(train.labels.max(initial=-1), test.labels.max(initial=-1))) + 1
         _check_inferred_classes(train, test, num_classes, path)
@@ -207,7 +220,7 @@ def load_digits(*, image_size: int = DIGITS_DEFAULT_IMAGE_SIZE, train_size: int 
     from sklearn.datasets import load_digits as sk_load_digits  # local: sklearn is slow to import
 
     if isinstance(image_size, bool) or not isinstance(image_size, (int, np.integer)) or image_size < 1:
-        raise ValueError(f"digits image_size must be a positive integer (8 = original), got {image_size!r}")
+        raise ConfigError(f"digits image_size must be a positive integer (8 = original), got {image_size!r}")
     bunch = sk_load_digits()
     images = (bunch.images.astype(np.float32) / np.float32(16.0))[..., None]
     labels = bunch.target.astype(np.int32)
@@ -276,14 +289,14 @@ def load_toy2d(name: str, *, num_train: int, num_test: int, noise: float = 0.1,
       Splits with float32 ``image [N, 2]`` in [0, 1] and labels in {0, 1}; ``info.image_shape == (2,)``.
     """
     if name not in TOY2D_NAMES:
-        raise ValueError(f"unknown toy2d dataset {name!r}; valid names: {list(TOY2D_NAMES)}")
+        raise ConfigError(f"unknown toy2d dataset {name!r}; valid names: {list(TOY2D_NAMES)}")
     if not noise >= 0:
-        raise ValueError(f"toy2d noise must be >= 0, got {noise!r}")
+        raise ConfigError(f"toy2d noise must be >= 0, got {noise!r}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"toy2d seed must be a non-negative integer, got {seed!r}")
+        raise ConfigError(f"toy2d seed must be a non-negative integer, got {seed!r}")
     for what, n in (("train", num_train), ("test", num_test)):
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 2:
-            raise ValueError(f"toy2d needs at least 2 {what} points (one per class), got {n!r}")
+            raise ConfigError(f"toy2d needs at least 2 {what} points (one per class), got {n!r}")
     x0, y0, side = _toy_box(name, float(noise))
     splits = []
     for n, split_seed in ((num_train, 2 * seed), (num_test, 2 * seed + 1)):

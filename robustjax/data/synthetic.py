@@ -21,6 +21,7 @@ import zlib
 import numpy as np
 
 from robustjax.data.core import ArrayDataset, DataInfo
+from robustjax.errors import ConfigError
 
 # (image shape, number of classes) of the datasets a stand-in can imitate.
 SHAPES: dict[str, tuple[tuple[int, int, int], int]] = {
@@ -57,11 +58,11 @@ def load_synthetic(name: str, *, train_size: int = 0, test_size: int = 0,
       ValueError: an unknown name (the message lists the known ones).
     """
     if name not in SHAPES:
-        raise ValueError(f"no synthetic stand-in for dataset {name!r}; stand-ins exist for {sorted(SHAPES)} "
-                         "(config.data.name)")
+        raise ConfigError(f"no synthetic stand-in for dataset {name!r}; stand-ins exist for {sorted(SHAPES)} "
+                          "(config.data.name)")
     for what, n in (("train_size", train_size), ("test_size", test_size)):
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
-            raise ValueError(f"config.data.{what} must be an integer >= 0, got {n!r}")
+            raise ConfigError(f"config.data.{what} must be an integer >= 0, got {n!r}")
     shape, num_classes = SHAPES[name]
     h, w, c = shape
     rng = np.random.default_rng([zlib.crc32(name.encode()), int(seed)])

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from robustjax.data.core import ArrayDataset, DataInfo, DatasetUnavailableError
+from robustjax.errors import ConfigError, DataError
 
 # The datasets of the papers this library reproduces. Any other tfds image-classification dataset with
 # "image" and "label" features works as well.
@@ -70,7 +71,7 @@ def _builder(name: str, data_dir: str):
     try:
         return tfds.builder(name, data_dir=data_dir or None)
     except tfds.core.DatasetNotFoundError as error:
-        raise ValueError(
+        raise ConfigError(
             f"unknown tfds dataset {name!r}; the supported ones are {list(TFDS_NAMES)} (any tfds image "
             f"classification dataset with 'image' and 'label' features also works)") from error
 
@@ -133,8 +134,8 @@ def _read_split(source, n: int, image_shape: tuple[int, ...], where: str) -> Arr
                 if image.ndim == len(image_shape) - 1:
                     image = image[..., None]
                 if image.shape != image_shape:
-                    raise ValueError(f"{where}: example {i} has image shape {image.shape}, "
-                                     f"expected {image_shape}")
+                    raise DataError(f"{where}: example {i} has image shape {image.shape}, "
+                                    f"expected {image_shape}")
             images[i] = image
             labels[i] = int(example["label"])
     return ArrayDataset(images, labels)
@@ -158,23 +159,23 @@ def load_tfds(name: str, *, data_dir: str = "", download: bool = True, train_siz
     builder, train_src, test_src = _open_sources(name, data_dir, download)
     features = builder.info.features
     if "image" not in features or "label" not in features:
-        raise ValueError(f"tfds dataset {name!r} has features {list(features)}; robustjax needs an 'image' "
-                         "and a 'label' feature (an image classification dataset)")
+        raise DataError(f"tfds dataset {name!r} has features {list(features)}; robustjax needs an 'image' "
+                        "and a 'label' feature (an image classification dataset)")
     image_feature, label_feature = features["image"], features["label"]
     image_shape = tuple(image_feature.shape)
     if any(d is None for d in image_shape) or np.dtype(image_feature.np_dtype) != np.uint8:
-        raise ValueError(f"tfds dataset {name!r} has images of shape {image_shape} and dtype "
-                         f"{image_feature.np_dtype}; robustjax reads fixed-size uint8 images only")
+        raise DataError(f"tfds dataset {name!r} has images of shape {image_shape} and dtype "
+                        f"{image_feature.np_dtype}; robustjax reads fixed-size uint8 images only")
     num_classes = int(getattr(label_feature, "num_classes", 0) or 0)
     if num_classes <= 0:
-        raise ValueError(f"tfds dataset {name!r}: its 'label' feature is not a ClassLabel with a known "
-                         "number of classes")
+        raise DataError(f"tfds dataset {name!r}: its 'label' feature is not a ClassLabel with a known "
+                        "number of classes")
     splits = []
     for split, source, size in (("train", train_src, train_size), ("test", test_src, test_size)):
         available = len(source)
         if size < 0 or size > available:
-            raise ValueError(f"tfds {name} {split}_size={size}, but the split has {available} examples; "
-                             f"use 0 for all or a value <= {available}")
+            raise ConfigError(f"tfds {name} {split}_size={size}, but the split has {available} examples; "
+                              f"use 0 for all or a value <= {available}")
         splits.append(_read_split(source, size or available, image_shape, f"tfds {name}:{split}"))
     train, test = splits
     info = DataInfo(name=name, image_shape=image_shape, num_classes=num_classes, num_train=len(train),

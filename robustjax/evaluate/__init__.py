@@ -1,7 +1,7 @@
 """Evaluation: the attack suite from config, metrics, curves, and the report.
 
     results = evaluate.evaluate(defense, state, test_ds, config.eval, key, bounds=info.bounds)
-    evaluate.report.write(workdir, results, title="...")
+    paths, markdown = evaluate.report.write(workdir, results, title="...", pictures=results["_pictures"])
 """
 
 from robustjax.evaluate import report, specs

@@ -1,7 +1,7 @@
 """Writes an evaluation into a work directory: results.json, report.md, curves.png, examples.png.
 
-    paths = report.write(workdir, results, config, title="pgd_at on mnist")
-    print(open(paths["report"]).read())
+    paths, markdown = report.write(workdir, results, title="pgd_at on mnist", pictures=results["_pictures"])
+    print(markdown)
 
 Pictures are drawn with matplotlib's Agg backend (no display needed) and only when there is something
 to draw; the JSON file is the machine-readable record, the Markdown file the human one.
@@ -120,16 +120,20 @@ def _plot_examples(pictures: dict, path: str) -> bool:
     return True
 
 
-def write(workdir: str, results: dict, title: str, extra: dict | None = None) -> dict:
-    """Writes results.json, report.md and the pictures; returns their paths."""
+def write(workdir: str, results: dict, title: str, extra: dict | None = None, *,
+          pictures: dict | None = None) -> tuple[dict, str]:
+    """Writes results.json, report.md and the pictures; returns (their paths, the report's Markdown).
+
+    ``results`` is not modified; its keys starting with ``_`` (``_pictures``) are not saved. ``pictures``:
+    ``{label: (x, x_adv, y, pred)}`` as the suite returns them under ``"_pictures"``.
+    """
     os.makedirs(workdir, exist_ok=True)
-    pictures = results.pop("_pictures", {})
     paths = {"results": os.path.join(workdir, "results.json"), "report": os.path.join(workdir, "report.md")}
     with open(paths["results"], "w") as f:
-        json.dump(results, f, indent=2, sort_keys=True)
+        json.dump({k: v for k, v in results.items() if not k.startswith("_")}, f, indent=2, sort_keys=True)
     if _plot_curves(results, os.path.join(workdir, "curves.png")):
         paths["curves"] = os.path.join(workdir, "curves.png")
-    if _plot_examples(pictures, os.path.join(workdir, "examples.png")):
+    if _plot_examples(pictures or {}, os.path.join(workdir, "examples.png")):
         paths["examples"] = os.path.join(workdir, "examples.png")
     md = _markdown(results, title, extra)
     for key in ("curves", "examples"):
@@ -137,4 +141,4 @@ def write(workdir: str, results: dict, title: str, extra: dict | None = None) ->
             md += f"\n![{key}]({os.path.basename(paths[key])})\n"
     with open(paths["report"], "w") as f:
         f.write(md)
-    return paths
+    return paths, md

@@ -16,6 +16,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from robustjax.errors import ConfigError
 from robustjax.types import Batch, PyTree
 
 
@@ -31,8 +32,8 @@ def replicate(tree: PyTree, mesh: Mesh) -> PyTree:
 def check_batch_size(batch_size: int, mesh: Mesh) -> None:
     n = mesh.devices.size
     if batch_size % n:
-        raise ValueError(
-            f"data.batch_size={batch_size} does not divide evenly over {n} devices; "
+        raise ConfigError(
+            f"config.data.batch_size={batch_size} does not divide evenly over {n} devices; "
             f"use a multiple of {n} (e.g. {max(n, batch_size // n * n)})"
         )
 
