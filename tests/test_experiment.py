@@ -117,11 +117,11 @@ def test_main_rejects_bad_configs_before_training(args, message, tmp_path):
 
 
 def test_main_user_error_is_one_line_unless_a_traceback_is_asked_for(tmp_path):
-    bad = ["--config=configs/quickstart.py:smoke", "--config.defense.eps=-0.1", f"--workdir={tmp_path / 'w'}"]
+    bad = ["--config=configs/quickstart.py:smoke", "--config.defense.attack.eps=-0.1", f"--workdir={tmp_path / 'w'}"]
     proc = _main(*bad)
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert proc.stderr.strip().splitlines() == [
-        "[robustjax] error: config.defense.eps: must be a number >= 0, got -0.1"]
+        "[robustjax] error: config.defense.attack.eps: must be a number >= 0 (inf allowed), got -0.1."]
     proc = _main("--config=configs/quickstart.py:smoke", "--config.data.source=npz",
                  f"--config.data.path={tmp_path / 'missing.npz'}", f"--workdir={tmp_path / 'w'}")
     assert proc.returncode == 2
@@ -129,7 +129,7 @@ def test_main_user_error_is_one_line_unless_a_traceback_is_asked_for(tmp_path):
     assert line.startswith("[robustjax] error: npz file ") and "missing.npz' does not exist" in line
     proc = _main(*bad, env={"ROBUSTJAX_TRACEBACK": "1"})
     assert proc.returncode != 0 and proc.returncode != 2
-    assert "Traceback (most recent call last)" in proc.stderr and "ConfigError: config.defense.eps" in proc.stderr
+    assert "Traceback (most recent call last)" in proc.stderr and "ConfigError: config.defense.attack.eps" in proc.stderr
 
 
 def test_main_diverged_training_is_one_line_with_status_3(tmp_path):
@@ -137,7 +137,7 @@ def test_main_diverged_training_is_one_line_with_status_3(tmp_path):
                  f"--workdir={tmp_path}")
     assert proc.returncode == 3, proc.stderr[-3000:]
     [line] = proc.stderr.strip().splitlines()
-    assert line.startswith("[robustjax] error: phase 0 ('train'): metric(s) ['ce', 'loss'] became NaN/inf")
+    assert line.startswith("[robustjax] error: phase 0 ('train'): metric(s) ['loss'] became NaN/inf")
     assert loop.checkpoint_steps(str(tmp_path)) == []
 
 
