@@ -22,14 +22,18 @@ and 30; batch 64; 40 epochs; alpha = beta = 1, gamma = 10.
 Chosen here (the paper does not say): the loss network is pre-trained for 5 epochs
 with Adam 1e-3 (``defense.loss_net_epochs``; 0 with ``defense.loss_net_workdir=DIR`` reuses an earlier
 run's); no weight decay (add ``--config.train.optimizers.discriminator.weight_decay=5e-4`` if wanted);
-evaluation: clean accuracy, FGSM and PGD-20 (step 2/255, random start) at eps_i in {2, 4, 8, 12, 16}/255,
-and a PGD-20 curve over {0, 2, 4, ..., 16}/255.
+FGSM at eps_t beside PGD. Evaluation (Sec. 4.2, Table 5's caption): white-box PGD-7 of 2/255 at eps_i in
+{2, 4, ..., 20}/255 as robustness curves (Fig. 3) and point-wise tables (Table 3: eps_i 8, 12, 14 /255).
+A fixed step of 2/255 with 7 steps moves a pixel at most 14/255, short of the larger eps_i: the curves
+scale the step with each eps_i (``rel_step_size``: 2.5 eps_i / 7), and the paper's fixed-step PGD-7 is its
+own row at eps_t (``pgd7_<eps_t>``).
 """
 
 from robustjax.config import base_config, linf_suite, optimizer, parse_arg, shrink_for_smoke
 
-EPS_GRID_255 = [2, 4, 8, 12, 16]
-CURVE_GRID_255 = [0, 2, 4, 6, 8, 10, 12, 14, 16]
+# eps_i of Sec. 4.2 (the robustness curves, in 1/255), and the point-wise eps_i of Tables 3-4.
+EPS_GRID_255 = [2, 4, 6, 8, 10, 12, 14, 16, 18, 20]
+TABLE_EPS_255 = [8, 12, 14]
 
 
 def get_config(arg=None):
@@ -60,8 +64,9 @@ def get_config(arg=None):
     c.train.optimizers.loss_net = optimizer("adam", 1e-3)
     c.train.log_every = 100
     c.train.checkpoint_every = 1000
-    linf_suite(c, [e / 255.0 for e in EPS_GRID_255], pgd_steps=20, step_size=2.0 / 255.0,
-               curve_grid=[e / 255.0 for e in CURVE_GRID_255])
+    linf_suite(c, [eps_t], pgd_steps=7, step_size=2.0 / 255.0)
+    c.eval.curves = {"pgd7": {"attack": "pgd", "eps_grid": [0.0] + [e / 255.0 for e in EPS_GRID_255],
+                              "rel_step_size": 2.5 / 7, "num_steps": 7, "random_start": True}}
 
     if args["smoke"]:
         linf_suite(c, [eps_t], pgd_steps=3, step_size=2.0 / 255.0, curve_grid=[0.0, eps_t])

@@ -465,3 +465,19 @@ def test_loss_net_restore_errors_before_training(mnist_run, cifar_run, tmp_path)
     c2.defense.loss_net_workdir = cifar_run[0]  # a ResNet18 run: not the C&W CNN
     with pytest.raises(ValueError, match="does not match config.model"):
         atgan.make(c2, INFO_MNIST, 4)
+
+
+def test_configs_follow_the_papers_grids_attack_step_and_resnet():
+    mnist = load_config("atgan_mnist.py")
+    assert mnist.eval.curves.pgd40.eps_grid == pytest.approx([0.0, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5])
+    assert mnist.eval.curves.pgd40.rel_step_size == pytest.approx(2.5 / 40)  # the step reaches every eps_i
+    assert mnist.defense.attack.step_size == mnist.eval.attacks.pgd40_0p3.step_size == 0.01
+    literal = load_config("atgan_mnist.py", "pgd_step=1.0")  # Sec. 4.2's alpha = 1, taken literally
+    assert literal.defense.attack.step_size == literal.eval.attacks.pgd40_0p3.step_size == 1.0
+    for name in ("atgan_svhn.py", "atgan_cifar10.py"):
+        c = load_config(name)
+        assert c.eval.curves.pgd7.eps_grid == pytest.approx([0.0] + [e / 255 for e in range(2, 21, 2)])
+        pgd = c.eval.attacks[f"pgd7_{8 / 255:g}".replace(".", "p")]
+        assert (pgd.num_steps, pgd.step_size) == (7, pytest.approx(2 / 255))  # Table 5's PGD-7 of 2/255
+    cifar = load_config("atgan_cifar10.py")
+    assert cifar.model.name == "resnet18" and cifar.model.preact  # He et al.'s identity-mapping ResNet

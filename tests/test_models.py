@@ -99,6 +99,31 @@ def resnet18_count(k=10):
     return total + dense(512, k)
 
 
+def preact_resnet18_count(k=10):
+    """He et al.'s pre-activation ResNet-18: no BN after the stem, each block's first BN sees its input's
+    channels, projections without BN, a final BN before the pool."""
+    total = conv(3, 3, 64, bias=False)
+    cin = 64
+    for c in (64, 128, 256, 512):
+        for b in range(2):
+            total += bn(cin) + conv(3, cin, c, False) + bn(c) + conv(3, c, c, False)
+            if cin != c:
+                total += conv(1, cin, c, False)
+            cin = c
+    return total + bn(512) + dense(512, k)
+
+
+def test_preact_resnet18_has_the_identity_mappings_layout():
+    model = models.make({"name": "resnet18", "preact": True}, 10)
+    x = jnp.zeros((2, 32, 32, 3))
+    variables = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), x))
+    assert sum(v.size for v in jax.tree.leaves(variables["params"])) == preact_resnet18_count() == 11_172_170
+    assert "final_bn" in variables["params"] and "stem_bn" not in variables["params"]
+    block = variables["params"]["stage2_block1"]  # 64 -> 128: first BN on the 64 input channels, plain 1x1 proj
+    assert block["BatchNorm_0"]["scale"].shape == (64,) and "bias" not in block["proj"]
+    assert set(block) == {"BatchNorm_0", "BatchNorm_1", "Conv_0", "Conv_1", "proj"}
+
+
 def densenet40_count(k=10, growth=12):
     total, c = conv(3, 3, 16, False), 16
     for block in range(3):

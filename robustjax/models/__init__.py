@@ -148,6 +148,7 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "downsample": _choice("downsample", ("max_pool", "conv")),
     "pool_size": _choice("pool_size", (2, 3)),
     "batch_norm": _bool("batch_norm"),
+    "preact": _bool("preact"),
     "growth_rate": _positive_int("growth_rate"),
     "depth": _depth,
     "hidden": _hidden,
@@ -178,7 +179,7 @@ def make(model_cfg: Mapping[str, Any], num_classes: int) -> nn.Module:
         model's fields (see :func:`model_fields`): ``width``, ``activation``, ``brelu_t``, ``mean``,
         ``std`` for all; ``dropout`` (cw_mnist, allcnn, convpool_cnn, densenet40), ``input_dropout``
         (allcnn, convpool_cnn), ``downsample`` (allcnn), ``pool_size`` (convpool_cnn), ``batch_norm``
-        (zantedeschi_resnet), ``growth_rate`` and ``depth`` (densenet40), ``hidden`` (mlp). Fields left
+        (zantedeschi_resnet), ``preact`` (resnet18), ``growth_rate`` and ``depth`` (densenet40), ``hidden`` (mlp). Fields left
         out take the module's defaults; a field set to None (other than mean/std) is treated as left out.
       num_classes: number of logits (>= 0; 0 returns penultimate features).
 

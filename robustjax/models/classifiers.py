@@ -325,27 +325,42 @@ class ResNet18(Classifier):
     """ResNet-18, CIFAR variant (He et al., "Deep Residual Learning for Image Recognition", 2016,
     Table 1 "18-layer" with the CIFAR stem): ATGAN's CIFAR-10 discriminator body.
 
-    conv3x3-64 (no max pool) -BN-act, then 4 stages of 2 post-activation BasicBlocks with 64, 128,
-    256, 512 channels (strides 1, 2, 2, 2; 1x1 conv + BN projection where the shape changes), global
-    average pool, fc out. 11,173,962 parameters for 10 classes.
+    Post-activation (``preact=False``, the 2016 ResNet): conv3x3-64 (no max pool) -BN-act, then 4 stages
+    of 2 BasicBlocks with 64, 128, 256, 512 channels (strides 1, 2, 2, 2; 1x1 conv + BN projection where
+    the shape changes), global average pool, fc out. 11,173,962 parameters for 10 classes.
+
+    Pre-activation (``preact=True``, He et al., "Identity Mappings in Deep Residual Networks", 2016: the
+    network ATGAN cites as its ResNet18): conv3x3-64 with no BN or activation after it, the same 4 stages
+    of pre-activation blocks (BN-act-conv-BN-act-conv; 1x1 conv projection without BN), then a final
+    BN-act before the global average pool. ``first_conv`` is then the stem conv's raw output.
+
+    Attributes:
+      preact: the pre-activation ordering.
     """
+
+    preact: bool = False
 
     @nn.compact
     def __call__(self, x: Array, train: bool = False) -> Array:
         h = self._prepare(x)
         h = nn.Conv(self._ch(64), (3, 3), padding="SAME", use_bias=False, name="stem")(h)
-        h = nn.BatchNorm(use_running_average=not train, momentum=layers.BN_MOMENTUM, name="stem_bn")(h)
-        h = self._act(h)
+        if not self.preact:
+            h = nn.BatchNorm(use_running_average=not train, momentum=layers.BN_MOMENTUM, name="stem_bn")(h)
+            h = self._act(h)
         self._sow_first(h)
         for stage, (f, s) in enumerate(zip((64, 128, 256, 512), (1, 2, 2, 2))):
             for b in range(2):
                 h = layers.ResBlock(
                     self._ch(f),
                     strides=s if b == 0 else 1,
+                    preact=self.preact,
                     activation=self.activation,
                     brelu_t=self.brelu_t,
                     name=f"stage{stage + 1}_block{b + 1}",
                 )(h, train=train)
+        if self.preact:
+            h = nn.BatchNorm(use_running_average=not train, momentum=layers.BN_MOMENTUM, name="final_bn")(h)
+            h = self._act(h)
         return self._head(layers.global_avg_pool(h))
 
 
