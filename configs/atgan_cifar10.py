@@ -7,7 +7,8 @@ Adversarially Trained GAN"): pre-activation ResNet18 discriminator body, Table 1
         --config.data.path=/path/to/cifar10_subset.npz            # offline: the 10k-image subset
     python main.py --config=configs/atgan_cifar10.py:smoke             # a few steps (tests: tfds mock)
 
-Config arguments: ``eps_t`` (train radius in 1/255 units as in the paper: ``eps_t=8`` means 8/255;
+Config arguments: ``eps_t`` (train radius; 0 = ATGAN without adversarial training, attacks then at the
+obfuscation test's radius; in 1/255 units as in the paper: ``eps_t=8`` means 8/255;
 ``config.defense.attack.eps`` holds it in pixel units), ``frac`` (FracAT fraction, default 1.0), ``smoke``.
 
 Paper settings (CIFAR-10; Sec. 4.2-4.4, Table 1): discriminator body ResNet18 (the paper cites He et al.'s
@@ -44,7 +45,8 @@ def get_config(arg=None):
     d.name = "atgan"
     eps_t = float(args["eps_t"]) / 255.0
     d.attack = {"attack": "pgd", "eps": eps_t, "step_size": 2.0 / 255.0, "num_steps": 7, "random_start": True}
-    d.adv_fraction = float(args["frac"])
+    d.adv_fraction = float(args["frac"]) if eps_t > 0 else 0.0  # eps_t = 0: ATGAN without AT
+    eps_eval = eps_t if eps_t > 0 else 8.0 / 255.0  # the point-wise attacks' radius (the obfuscation test's)
     d.eps_ramp_epochs = 0.0
     d.alpha, d.beta, d.gamma = 5.0, 4.0, 10.0
     d.generator = "cifar10"
@@ -61,12 +63,12 @@ def get_config(arg=None):
     c.train.optimizers.loss_net = optimizer("adam", 1e-3)
     c.train.log_every = 100
     c.train.checkpoint_every = 2000
-    linf_suite(c, [eps_t], pgd_steps=7, step_size=2.0 / 255.0)
+    linf_suite(c, [eps_eval], pgd_steps=7, step_size=2.0 / 255.0)
     c.eval.curves = {"pgd7": {"attack": "pgd", "eps_grid": [0.0] + [e / 255.0 for e in EPS_GRID_255],
                               "rel_step_size": 2.5 / 7, "num_steps": 7, "random_start": True}}
 
     if args["smoke"]:
-        linf_suite(c, [eps_t], pgd_steps=3, step_size=2.0 / 255.0, curve_grid=[0.0, eps_t])
+        linf_suite(c, [eps_eval], pgd_steps=3, step_size=2.0 / 255.0, curve_grid=[0.0, eps_eval])
         shrink_for_smoke(c, train_size=64, test_size=16, batch_size=16, steps=2)
         c.model.width = 0.125
         d.attack.num_steps = 2

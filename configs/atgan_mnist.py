@@ -9,7 +9,8 @@ Adversarially Trained GAN"): C&W CNN discriminator body, Table 1's MNIST generat
         --config.train.epochs=2 --config.defense.attack.num_steps=10 --config.defense.attack.step_size=0.04   # CPU
     python main.py --config=configs/atgan_mnist.py:smoke                         # a few steps
 
-Config arguments: ``eps_t`` (train radius in pixel units, default 0.3), ``frac`` (FracAT: fraction of
+Config arguments: ``eps_t`` (train radius; 0 = ATGAN without adversarial training, attacks then at the
+obfuscation test's radius; in pixel units, default 0.3), ``frac`` (FracAT: fraction of
 each batch made adversarial, default 1.0), ``pgd_step`` (the PGD step alpha of training and of the
 evaluation's PGD-40 at eps_t, default 0.01; see below), ``smoke``.
 
@@ -56,7 +57,8 @@ def get_config(arg=None):
     eps_t = float(args["eps_t"])
     step = float(args["pgd_step"])
     d.attack = {"attack": "pgd", "eps": eps_t, "step_size": step, "num_steps": 40, "random_start": True}
-    d.adv_fraction = float(args["frac"])
+    d.adv_fraction = float(args["frac"]) if eps_t > 0 else 0.0  # eps_t = 0: ATGAN without AT
+    eps_eval = eps_t if eps_t > 0 else 0.3  # the point-wise attacks' radius (the obfuscation test's)
     d.eps_ramp_epochs = 0.0
     d.alpha, d.beta, d.gamma = 1.0, 1.0, 10.0
     d.generator = "mnist"
@@ -72,12 +74,12 @@ def get_config(arg=None):
     c.train.optimizers.loss_net = optimizer("adam", 1e-3)
     c.train.log_every = 50
     c.train.checkpoint_every = 500
-    linf_suite(c, [eps_t], pgd_steps=40, step_size=step)
+    linf_suite(c, [eps_eval], pgd_steps=40, step_size=step)
     c.eval.curves = {"pgd40": {"attack": "pgd", "eps_grid": [0.0] + EPS_GRID, "rel_step_size": 2.5 / 40,
                                "num_steps": 40, "random_start": True}}
 
     if args["smoke"]:
-        linf_suite(c, [eps_t], pgd_steps=3, step_size=0.1, curve_grid=[0.0, eps_t])
+        linf_suite(c, [eps_eval], pgd_steps=3, step_size=0.1, curve_grid=[0.0, eps_eval])
         shrink_for_smoke(c)
         d.attack.num_steps = 2
         d.attack.step_size = 0.1

@@ -6,7 +6,8 @@ Adversarially Trained GAN"): DenseNet40 discriminator body, Table 1's SVHN gener
     python main.py --config=configs/atgan_svhn.py:eps_t=4,frac=0.5     # eps_t = 4/255, FracAT 50%
     python main.py --config=configs/atgan_svhn.py:smoke                # a few steps (tests: tfds mock)
 
-Config arguments: ``eps_t`` (train radius in 1/255 units as in the paper: ``eps_t=8`` means 8/255;
+Config arguments: ``eps_t`` (train radius; 0 = ATGAN without adversarial training, attacks then at the
+obfuscation test's radius; in 1/255 units as in the paper: ``eps_t=8`` means 8/255;
 ``config.defense.attack.eps`` holds it in pixel units), ``frac`` (FracAT: fraction of each batch made
 adversarial, default 1.0), ``smoke``.
 
@@ -47,7 +48,8 @@ def get_config(arg=None):
     d.name = "atgan"
     eps_t = float(args["eps_t"]) / 255.0
     d.attack = {"attack": "pgd", "eps": eps_t, "step_size": 2.0 / 255.0, "num_steps": 7, "random_start": True}
-    d.adv_fraction = float(args["frac"])
+    d.adv_fraction = float(args["frac"]) if eps_t > 0 else 0.0  # eps_t = 0: ATGAN without AT
+    eps_eval = eps_t if eps_t > 0 else 8.0 / 255.0  # the point-wise attacks' radius (the obfuscation test's)
     d.eps_ramp_epochs = 0.0
     d.alpha, d.beta, d.gamma = 1.0, 1.0, 10.0
     d.generator = "svhn"
@@ -64,12 +66,12 @@ def get_config(arg=None):
     c.train.optimizers.loss_net = optimizer("adam", 1e-3)
     c.train.log_every = 100
     c.train.checkpoint_every = 1000
-    linf_suite(c, [eps_t], pgd_steps=7, step_size=2.0 / 255.0)
+    linf_suite(c, [eps_eval], pgd_steps=7, step_size=2.0 / 255.0)
     c.eval.curves = {"pgd7": {"attack": "pgd", "eps_grid": [0.0] + [e / 255.0 for e in EPS_GRID_255],
                               "rel_step_size": 2.5 / 7, "num_steps": 7, "random_start": True}}
 
     if args["smoke"]:
-        linf_suite(c, [eps_t], pgd_steps=3, step_size=2.0 / 255.0, curve_grid=[0.0, eps_t])
+        linf_suite(c, [eps_eval], pgd_steps=3, step_size=2.0 / 255.0, curve_grid=[0.0, eps_eval])
         shrink_for_smoke(c, train_size=64, test_size=16, batch_size=16, steps=2)
         c.model.depth = 7  # one layer per dense block: the pipeline, not the network, is under test
         d.attack.num_steps = 2

@@ -481,3 +481,17 @@ def test_configs_follow_the_papers_grids_attack_step_and_resnet():
         assert (pgd.num_steps, pgd.step_size) == (7, pytest.approx(2 / 255))  # Table 5's PGD-7 of 2/255
     cifar = load_config("atgan_cifar10.py")
     assert cifar.model.name == "resnet18" and cifar.model.preact  # He et al.'s identity-mapping ResNet
+
+
+@pytest.mark.parametrize("dataset", ["mnist", "svhn", "cifar10"])
+def test_baseline_configs_are_the_discriminator_body_with_atgans_budget_and_attack(dataset):
+    for arg in (None, "frac=0.5"):
+        a, b = load_config(f"atgan_{dataset}.py", arg), load_config(f"atgan_baseline_{dataset}.py", arg)
+        assert b.defense.name == "pgd_at" and b.defense.attack.to_dict() == a.defense.attack.to_dict()
+        assert b.defense.adv_fraction == a.defense.adv_fraction
+        assert b.model.to_dict() == a.model.to_dict() and b.data.to_dict() == a.data.to_dict()
+        assert b.train.optimizer.to_dict() == a.train.optimizers.discriminator.to_dict() and not b.train.optimizers
+        assert (b.train.epochs, b.train.steps) == (a.train.epochs, a.train.steps)
+        assert b.eval.to_dict() == a.eval.to_dict()
+    plain = load_config(f"atgan_baseline_{dataset}.py", "eps_t=0")
+    assert plain.defense.name == "standard" and load_config(f"atgan_{dataset}.py", "eps_t=0").defense.adv_fraction == 0

@@ -416,6 +416,29 @@ def build(config, info, steps_per_epoch: int) -> Parts:
     )
 
 
+def baseline_config(config):
+    """The paper's baseline (Sec. 4.3) for an ATGAN config: the discriminator's body alone (the same
+    ``config.model``, no generator, no discrimination head) trained with the same data, budget,
+    discriminator optimizer and evaluation, by PGD-AT (FracAT with the same ``adv_fraction``) on the same
+    train-time attack, or by standard training when ATGAN trains without AT (``adv_fraction`` 0 or eps 0).
+
+    Returns a new config (``config`` is not changed).
+    """
+    c = config.copy_and_resolve_references()
+    d = c.defense
+    adversarial = float(d.get("adv_fraction", 1.0)) > 0 and float(d.attack.get("eps", 0.0)) > 0
+    if adversarial:
+        c.defense = {"name": "pgd_at", "attack": fields.plain(d.attack), "adv_fraction": float(d.adv_fraction),
+                     "eps_ramp_epochs": float(d.get("eps_ramp_epochs", 0.0))}
+    else:
+        c.defense = {"name": "standard"}
+    optimizers = c.train.optimizers
+    if "discriminator" in optimizers:
+        c.train.optimizer = fields.plain(optimizers.discriminator)
+    c.train.optimizers = {}
+    return c
+
+
 def make(config, info, steps_per_epoch: int) -> Defense:
     """ATGAN as a :class:`Defense`: phases ``pretrain_loss_net`` (unless restored or 0) and ``atgan``."""
     parts = build(config, info, steps_per_epoch)
@@ -429,6 +452,7 @@ def make(config, info, steps_per_epoch: int) -> Defense:
 
 __all__ = [
     "FIELDS",
+    "baseline_config",
     "NETWORKS",
     "GENERATOR_LOSSES",
     "Parts",

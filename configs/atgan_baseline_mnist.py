@@ -1,0 +1,25 @@
+"""The ATGAN paper's baseline on mnist (Sec. 4.3): ATGAN's discriminator body (the C&W MNIST CNN) without the
+discrimination head, trained by PGD-AT, FracAT or standard training with everything else as in
+configs/atgan_mnist.py (data, budget, the discriminator's optimizer, the train-time attack, evaluation).
+
+    python main.py --config=configs/atgan_baseline_mnist.py:eps_t=0.3             # PGD-AT at eps_t
+    python main.py --config=configs/atgan_baseline_mnist.py:eps_t=0.2,frac=0.5    # FracAT
+    python main.py --config=configs/atgan_baseline_mnist.py:eps_t=0               # standard training
+    python main.py --config=configs/atgan_baseline_mnist.py:smoke                 # a few steps
+
+Config arguments: those of configs/atgan_mnist.py (the same units); built by
+robustjax.defenses.atgan.baseline_config.
+"""
+
+import importlib.util
+import os
+
+from robustjax.defenses.atgan import baseline_config
+
+
+def get_config(arg=None):
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "atgan_mnist.py")
+    spec = importlib.util.spec_from_file_location("atgan_mnist", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return baseline_config(module.get_config(arg))
