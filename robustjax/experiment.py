@@ -5,7 +5,8 @@
     print(results["clean_accuracy"], results["attacks"]["pgd"]["robust_accuracy"])
 
 A workdir holds everything about a run: ``config.json`` (the resolved config), ``checkpoints/``,
-``metrics.jsonl`` (training log), ``results.json``, ``report.md`` and the pictures. Running again on
+``metrics.jsonl`` (training log), ``results.json``, ``report.md``, the figures (``figures.npz`` keeps their
+arrays) and ``tensorboard/`` (training and evaluation summaries). Running again on
 the same workdir resumes training from the newest checkpoint (and re-evaluates). A resume compares the
 config with the workdir's ``config.json`` first and refuses a change that alters training, naming the
 fields (``allow_config_change=True`` continues anyway); every change is appended to

@@ -647,9 +647,13 @@ def draw_training(records: Sequence[Mapping], path: str) -> str | None:
             ax.set_xlabel("global step", fontsize=8)
     for idx in range(len(metrics), nrows * ncols):
         axes[idx // ncols, idx % ncols].axis("off")
-    handles, labels = axes[0, 0].get_legend_handles_labels()
+    legend: dict[str, Any] = {}
+    for ax in axes.flat:  # every phase once, whichever panel shows it
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            legend.setdefault(label, handle)
     if len(phases) > 1:
-        fig.legend(handles, [f"phase: {p}" for p in labels], loc="upper right", fontsize=8, ncol=len(phases))
+        fig.legend(list(legend.values()), [f"phase: {p}" for p in legend], loc="upper right", fontsize=8,
+                   ncol=len(legend))
     fig.suptitle("Training (metrics.jsonl)", fontsize=10, x=0.02, ha="left")
     fig.tight_layout(rect=(0, 0, 1, 0.95))
     fig.savefig(path, dpi=100)
