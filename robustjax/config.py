@@ -83,6 +83,11 @@ def base_config() -> ml_collections.ConfigDict:
         attacks=ml_collections.ConfigDict(),   # {label: {"attack": "pgd", "eps": ..., ...}}
         curves=ml_collections.ConfigDict(),    # {label: {"attack": "pgd", "eps_grid": [...], ...}}
         num_pictures=8,
+        # The report's figures (robustjax.evaluate.figures: what each shows, the defaults, the checks).
+        figures=["curves", "examples", "training", "saliency", "decision_plane", "samples"],
+        saliency=ml_collections.ConfigDict(dict(num_images=4, attack="", eps=[])),
+        decision_plane=ml_collections.ConfigDict(dict(
+            num_images=2, sigma=0.05, m=32, scale=0.0, resolution=41, direction="random")),
     ))
     return c
 
@@ -164,6 +169,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
     e = config.eval
     _positive_int(config, "eval.batch_size", e.batch_size)
     _positive_int(config, "eval.num_examples", e.num_examples, allow_zero=True)
+    _positive_int(config, "eval.num_pictures", e.num_pictures, allow_zero=True)
+    from robustjax.evaluate import figures as eval_figures
+
+    eval_figures.check_config(e)  # config.eval.figures, .saliency, .decision_plane
 
     # The open sections belong to their owners, who check them: the model's fields, the defense's
     # fields (and which networks config.train.optimizers may name), every evaluation attack spec.

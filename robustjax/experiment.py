@@ -5,7 +5,8 @@
     print(results["clean_accuracy"], results["attacks"]["pgd"]["robust_accuracy"])
 
 A workdir holds everything about a run: ``config.json`` (the resolved config), ``checkpoints/``,
-``metrics.jsonl`` (training log), ``results.json``, ``report.md`` and the pictures. Running again on
+``metrics.jsonl`` (training log), ``results.json``, ``report.md``, the figures (``figures.npz`` keeps their
+arrays) and ``tensorboard/`` (training and evaluation summaries). Running again on
 the same workdir resumes training from the newest checkpoint (and re-evaluates). A resume compares the
 config with the workdir's ``config.json`` first and refuses a change that alters training, naming the
 fields (``allow_config_change=True`` continues anyway); every change is appended to
@@ -26,7 +27,7 @@ import numpy as np
 from robustjax import config as config_lib
 from robustjax import data as data_lib
 from robustjax import defenses, errors, evaluate, xla
-from robustjax.train import loop, sharding
+from robustjax.train import loop, sharding, summaries
 
 CONFIG_FILE = "config.json"
 CONFIG_CHANGES_FILE = "config_changes.jsonl"
@@ -154,8 +155,10 @@ def run(config, workdir: str, *, on_step=None, allow_config_change: bool = False
       allow_config_change: resume even if the config changes training (see ``_check_config``).
 
     Returns:
-      The results written to ``results.json``, plus ``_pictures`` (the suite's example arrays),
-      ``_paths`` (the files written) and ``_report`` (the report's Markdown).
+      The results written to ``results.json`` (the suite's numbers plus ``info``, ``seed``, ``config`` and
+      ``versions``), plus ``_pictures`` (the suite's example arrays), ``_figures`` (the arrays behind the
+      figures), ``_paths`` (the files written) and ``_report`` (the report's Markdown). TensorBoard
+      summaries of training and evaluation go to ``workdir/tensorboard/`` (robustjax.train.summaries).
     """
     t_start = time.time()
     defense, train_ds, test_ds, info, spe = build(config)
@@ -188,15 +191,23 @@ def run(config, workdir: str, *, on_step=None, allow_config_change: bool = False
     warnings = loop.loss_warnings(loop.read_metrics(workdir))
     for w in warnings:
         print(f"[robustjax] warning: {w}", file=sys.stderr, flush=True)
-    results = evaluate.evaluate(defense, state, test_ds, config.eval, eval_key, bounds=info.bounds)
+    results = evaluate.evaluate(defense, state, test_ds, config.eval, eval_key, bounds=info.bounds,
+                                keep_examples=config.eval.num_pictures)
+    t_figures = time.time()
+    figure_data = evaluate.figures.compute(defense, state, test_ds, config.eval, jax.random.fold_in(eval_key, 7),
+                                           bounds=info.bounds, pictures=results["_pictures"], results=results)
     t_total = time.time() - t_start
     results["info"] = {
         "dataset": info.name, "num_train": len(train_ds), "num_test": len(test_ds),
+        "num_classes": int(info.num_classes),
         "steps": sum(p.num_steps for p in defense.phases), "steps_per_epoch": spe,
-        "train_seconds": round(t_train, 1), "total_seconds": round(t_total, 1),
+        "train_seconds": round(t_train, 1), "figure_seconds": round(time.time() - t_figures, 1),
+        "total_seconds": round(t_total, 1),
         "devices": [str(d) for d in jax.devices()], "jax": jax.__version__,
         "machine": f"{platform.machine()} {os.cpu_count()} cpu",
     }
+    results["seed"], results["config"] = config.seed, config_json
+    results["versions"] = evaluate.report.versions()
     changes = config_changes(workdir)
     altered = sorted({k for c in changes for k in c.get("alters_training", [])})
     if warnings:
@@ -218,7 +229,11 @@ def run(config, workdir: str, *, on_step=None, allow_config_change: bool = False
              "wall time (s)": results["info"]["total_seconds"]})
     title = f"{defense.name} on {info.name}" + (" (smoke run)" if config.smoke else "")
     paths, markdown = evaluate.report.write(workdir, results, title=title, extra=extra,
-                                            pictures=results.get("_pictures"))
+                                            pictures=results.get("_pictures"), figure_data=figure_data,
+                                            figures=list(config.eval.figures))
+    summaries.write_evaluation(workdir, results, results["info"]["steps"], markdown=markdown,
+                               images={k: v for k, v in paths.items() if k in evaluate.figures.FIGURES})
+    results["_figures"] = figure_data
     results["_paths"] = paths
     results["_report"] = markdown
     return results

@@ -446,8 +446,12 @@ def make(config, info, steps_per_epoch: int) -> Defense:
     if parts.pretrain_steps > 0:
         phases.append(Phase("pretrain_loss_net", parts.pretrain_steps, parts.pretrain_step))
     phases.append(Phase("atgan", parts.atgan_steps, parts.atgan_step))
+    def reconstruct(state):  # G(x) in eval mode: the report's `samples` figure draws it
+        g = state["generator"]
+        return lambda x: g.apply_fn(eval_variables(g), x, train=False)
+
     return Defense(name="atgan", init=parts.init, phases=tuple(phases), classifier=parts.classifier,
-                   networks=NETWORKS)
+                   networks=NETWORKS, reconstruct=reconstruct)
 
 
 __all__ = [

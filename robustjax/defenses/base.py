@@ -22,6 +22,12 @@ The parts, and who uses them:
   Backward Pass Differentiable Approximation). Without a surrogate the attacker differentiates the
   deployed classifier itself.
 - ``detector``: a :class:`Detector`, for defenses that flag inputs as adversarial (GanDef-Comb).
+- ``samples`` / ``reconstruct`` (optional, only read by the report's ``samples`` figure,
+  ``robustjax/evaluate/figures.py``): a defense with a generator shows what it makes.
+  ``samples(state, key, n)`` returns ``n`` generated images ``[n, H, W, C]`` inside the pixel box (a GAN
+  that generates from noise, e.g. BCGAN's boundary samples); ``reconstruct(state)`` returns the
+  image-to-image network ``x -> G(x)`` in eval mode (ATGAN's generator), drawn for clean and adversarial
+  ``x``. Neither is ever trained on or attacked.
 
 Two choices of this contract, and why:
 - ``make`` takes the dataset's ``DataInfo`` and ``steps_per_epoch`` besides the config: a phase's length
@@ -125,6 +131,8 @@ class Defense:
     surrogate: Callable[[State], LogitsFn] | None = None
     stochastic: bool = False
     detector: Detector | None = None
+    samples: Callable[[State, PRNGKey, int], Array] | None = None
+    reconstruct: Callable[[State], Callable[[Array], Array]] | None = None
 
     def attack_model(self, state: State, adaptive: bool = True) -> LogitsFn:
         """What a gradient attack differentiates: the deployed classifier, or (``adaptive`` and a

@@ -4,7 +4,7 @@
     paths, markdown = evaluate.report.write(workdir, results, title="...", pictures=results["_pictures"])
 """
 
-from robustjax.evaluate import report, specs
+from robustjax.evaluate import figures, report, specs
 from robustjax.evaluate.suite import BUDGET_ATTACKS, MINIMAL_ATTACKS, evaluate, get_attack
 
-__all__ = ["BUDGET_ATTACKS", "MINIMAL_ATTACKS", "evaluate", "get_attack", "report", "specs"]
+__all__ = ["BUDGET_ATTACKS", "MINIMAL_ATTACKS", "evaluate", "figures", "get_attack", "report", "specs"]

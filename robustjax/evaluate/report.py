@@ -1,144 +1,240 @@
-"""Writes an evaluation into a work directory: results.json, report.md, curves.png, examples.png.
+"""Writes an evaluation into a work directory: results.json, report.md, the figures and their arrays.
 
-    paths, markdown = report.write(workdir, results, title="pgd_at on mnist", pictures=results["_pictures"])
+    paths, markdown = report.write(workdir, results, title="pgd_at on mnist", extra={"defense": "pgd_at"},
+                                   pictures=results["_pictures"], figure_data=data, figures=["curves"])
     print(markdown)
 
-Pictures are drawn with matplotlib's Agg backend (no display needed) and only when there is something
-to draw; the JSON file is the machine-readable record, the Markdown file the human one.
+``report.md`` is for a person, in this order: the notes (``extra``: smoke run, warnings, what ran), the
+headline table (clean accuracy; per attack its norm, eps, robust accuracy, accuracy on adversarial
+examples and wall time; the worst case over the attacks of each budget), the minimal-perturbation
+attacks, the robustness curves, the figures (``robustjax.evaluate.figures``), then the extra sections
+(:data:`SECTIONS`: diagnostics and whatever other modules contribute) and the run's details (seed,
+versions). ``results.json`` is the machine-readable record (every key of ``results`` not starting with
+``_``); ``figures.npz`` keeps the arrays behind the figures for the cross-run report
+(``python -m robustjax.report``).
+
+Adding a section: write ``markdown(results) -> str`` in your module (return "" when there is nothing to
+say; start with a ``## `` heading) and add it to :data:`SECTIONS` below, in the order the report should
+show it; or pass ``sections=[...]`` to :func:`write` for one report.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
+import math
 import os
-from typing import Any
+from typing import Any, Callable, Mapping, Sequence
 
-import numpy as np
+from robustjax.evaluate import figures as figures_lib
+
+ROBUST_NOTE = ("Robust accuracy: correct on the clean input and on the attacked one. Accuracy on adversarial: "
+               "correct on the attacked input (what ATGAN, GanDef and PGN report; it also counts inputs the "
+               "model got wrong clean if the attack happens to fix them). Worst case: the fraction that "
+               "survives every attack of that budget (per example).")
 
 
-def _fmt(v: Any) -> str:
+def _fmt(v: Any, digits: int = 4) -> str:
     if v is None:
         return "-"
     if isinstance(v, float):
-        return f"{v:.4f}"
+        if math.isnan(v):
+            return "-"
+        return f"{v:.{digits}f}"
     return str(v)
 
 
-def _markdown(results: dict, title: str, extra: dict | None) -> str:
-    lines = [f"# {title}", ""]
-    if extra:
-        for k, v in extra.items():
-            lines.append(f"- {k}: {v}")
-        lines.append("")
-    lines += [f"Examples evaluated: {results['num_examples']}", "",
-              f"**Clean accuracy: {results['clean_accuracy']:.4f}**", ""]
-    if results["attacks"]:
-        lines += ["| attack | norm | eps | robust accuracy | success rate | median L2 | median Linf | budget violations |",
-                  "|---|---|---|---|---|---|---|---|"]
-        for label, r in results["attacks"].items():
-            lines.append(
-                f"| {label} ({r['attack']}) | {r.get('norm', '-')} | {_fmt(r.get('eps'))} | "
-                f"{_fmt(r['robust_accuracy'])} | {_fmt(r.get('success_rate'))} | {_fmt(r.get('median_l2'))} | "
-                f"{_fmt(r.get('median_linf'))} | {r.get('budget_violations', 0)} |"
-            )
-        lines.append("")
-        lines.append("Robust accuracy = correct on the clean input and on the attacked one.")
-        lines.append("")
-    if results.get("worst_case"):
-        lines += ["Worst case over all attacks at the same budget (per example):", ""]
-        for k, v in results["worst_case"].items():
-            lines.append(f"- {k}: {v:.4f}")
-        lines.append("")
-    for label, curve in results.get("curves", {}).items():
-        lines += [f"## Robustness curve: {label} ({curve['attack']}, {curve['norm']})", "",
-                  "| eps | robust accuracy |", "|---|---|"]
+def _eps(v: Any) -> str:
+    return "-" if v is None else f"{float(v):g}"
+
+
+def _seconds(r: Mapping) -> str:
+    return f"{r['seconds']:.1f}" if isinstance(r.get("seconds"), (int, float)) else "-"
+
+
+def headline(results: Mapping) -> str:
+    """The headline: clean accuracy, then the budget attacks sorted by (norm, eps) with the worst case of
+    each budget after its attacks, then the minimal-perturbation attacks."""
+    attacks = results.get("attacks") or {}
+    detector = "detector" in results
+    lines = [f"**Clean accuracy: {results['clean_accuracy']:.4f}** on {results['num_examples']} test examples.", ""]
+    budget = {k: r for k, r in attacks.items() if r.get("eps") is not None}
+    minimal = {k: r for k, r in attacks.items() if r.get("eps") is None}
+    if budget:
+        head = ["attack", "norm", "eps", "robust accuracy", "accuracy on adversarial"]
+        if detector:
+            head += ["flagged", "accuracy with detector"]
+        head.append("time (s)")
+        lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        clean = ["clean", "-", "0", _fmt(results["clean_accuracy"]), _fmt(results["clean_accuracy"])]
+        if detector:
+            d = results["detector"]
+            clean += [_fmt(d.get("flagged_clean")), _fmt(d.get("clean_accuracy_with_detector"))]
+        lines.append("| " + " | ".join(clean + ["-"]) + " |")
+        worst = results.get("worst_case") or {}
+        groups: dict[tuple[str, float], list[str]] = {}
+        for label, r in budget.items():
+            groups.setdefault((r.get("norm", "-"), float(r["eps"])), []).append(label)
+        for (norm, eps), labels in sorted(groups.items()):
+            for label in sorted(labels, key=lambda k: (-budget[k]["robust_accuracy"], k)):
+                r = budget[label]
+                name = f"{label} ({r['attack']}{', naive' if r.get('adaptive') is False else ''})"
+                row = [name, norm, _eps(eps), _fmt(r["robust_accuracy"]), _fmt(r.get("accuracy_on_adversarial"))]
+                if detector:
+                    row += [_fmt(r.get("flagged_adversarial")), _fmt(r.get("accuracy_with_detector"))]
+                lines.append("| " + " | ".join(row + [_seconds(r)]) + " |")
+            key = f"{norm}@{eps:g}"
+            if key in worst:
+                row = [f"**worst case** of {len(labels)} attacks", norm, _eps(eps), f"**{worst[key]:.4f}**", "-"]
+                if detector:
+                    row += ["-", "-"]
+                lines.append("| " + " | ".join(row + ["-"]) + " |")
+        lines += ["", ROBUST_NOTE, ""]
+    if minimal:
+        lines += ["Minimal-perturbation attacks (no eps budget: how large a perturbation fools the model):", "",
+                  "| attack | norm | success rate | median L2 | median Linf | accuracy on adversarial | time (s) |",
+                  "|---|---|---|---|---|---|---|"]
+        for label, r in sorted(minimal.items()):
+            lines.append(f"| {label} ({r['attack']}) | {r.get('norm', '-')} | {_fmt(r.get('success_rate'))} | "
+                         f"{_fmt(r.get('median_l2'))} | {_fmt(r.get('median_linf'))} | "
+                         f"{_fmt(r.get('accuracy_on_adversarial'))} | {_seconds(r)} |")
+        lines += ["", "Success rate: of the inputs classified correctly clean, the fraction the attack fooled; "
+                  "medians over the successful perturbations.", ""]
+    if attacks:
+        bad = {k: r["budget_violations"] for k, r in attacks.items() if r.get("budget_violations")}
+        if bad:
+            lines += ["**Budget violations** (adversarial examples outside their eps ball or the pixel box; "
+                      "these numbers are not valid): " + ", ".join(f"{k}: {v}" for k, v in sorted(bad.items())), ""]
+        else:
+            lines += ["Every adversarial example lies inside its eps ball and the pixel box (checked).", ""]
+    return "\n".join(lines)
+
+
+def curves_section(results: Mapping) -> str:
+    curves = results.get("curves") or {}
+    if not curves:
+        return ""
+    lines = ["## Robustness curves", ""]
+    for label, curve in curves.items():
+        has_adv = all("accuracy_on_adversarial" in p for p in curve["points"])
+        lines += [f"**{label}** ({curve['attack']}, {curve['norm']}" +
+                  (f", {curve['seconds']:.1f} s" if isinstance(curve.get("seconds"), (int, float)) else "") + ")", "",
+                  "| eps | robust accuracy |" + (" accuracy on adversarial |" if has_adv else ""),
+                  "|---|---|" + ("---|" if has_adv else "")]
         for p in curve["points"]:
-            lines.append(f"| {p['eps']:g} | {p['robust_accuracy']:.4f} |")
-        lines.append("")
-    if results.get("diagnostics"):
-        lines += ["## Gradient-masking diagnostics", ""]
-        for k, v in results["diagnostics"].items():
-            lines.append(f"- {k}: {v}")
+            row = f"| {p['eps']:g} | {p['robust_accuracy']:.4f} |"
+            if has_adv:
+                row += f" {p['accuracy_on_adversarial']:.4f} |"
+            lines.append(row)
         lines.append("")
     return "\n".join(lines)
 
 
-def _plot_curves(results: dict, path: str) -> bool:
-    if not results.get("curves"):
-        return False
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    for label, curve in results["curves"].items():
-        eps = [p["eps"] for p in curve["points"]]
-        acc = [p["robust_accuracy"] for p in curve["points"]]
-        ax.plot(eps, acc, marker="o", label=f"{label} ({curve['attack']}, {curve['norm']})")
-    ax.set_xlabel("eps")
-    ax.set_ylabel("robust accuracy")
-    ax.set_ylim(0, 1)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return True
+def diagnostics_section(results: Mapping) -> str:
+    """``results["diagnostics"]`` as a list (until robustjax.evaluate.diagnostics writes its own section)."""
+    if not results.get("diagnostics"):
+        return ""
+    lines = ["## Gradient-masking diagnostics", ""]
+    for k, v in results["diagnostics"].items():
+        lines.append(f"- {k}: {v}")
+    return "\n".join(lines) + "\n"
 
 
-def _plot_examples(pictures: dict, path: str) -> bool:
-    pictures = {k: v for k, v in pictures.items() if v[0].ndim == 4}
-    if not pictures:
-        return False
-    import matplotlib
+def details_section(results: Mapping) -> str:
+    """What produced these numbers: seed, versions, machine, times."""
+    lines = []
+    if "seed" in results:
+        lines.append(f"- seed: {results['seed']}")
+    if results.get("versions"):
+        lines.append("- versions: " + ", ".join(f"{k} {v}" for k, v in results["versions"].items()))
+    info = results.get("info") or {}
+    for key, name in (("machine", "machine"), ("devices", "devices"), ("train_seconds", "training (s)"),
+                      ("total_seconds", "total wall time (s)")):
+        if key in info:
+            value = ", ".join(info[key]) if isinstance(info[key], list) else info[key]
+            lines.append(f"- {name}: {value}")
+    if results.get("config_changes"):
+        lines.append(f"- config changes on resume: {len(results['config_changes'])} (config_changes.jsonl)")
+    if not lines:
+        return ""
+    return "\n".join(["## Run details", "", *lines]) + "\n"
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    rows = []
-    for label, (x, x_adv, y, pred) in pictures.items():
-        rows.append((label, x, x_adv, y, pred))
-    n = min(len(rows[0][1]), 8)
-    fig, axes = plt.subplots(2 * len(rows), n, figsize=(1.2 * n, 2.6 * len(rows)), squeeze=False)
-    for r, (label, x, x_adv, y, pred) in enumerate(rows):
-        for i in range(n):
-            for j, img in enumerate((x[i], x_adv[i])):
-                ax = axes[2 * r + j, i]
-                img = np.clip(img, 0, 1)
-                ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=1)
-                ax.set_xticks([])
-                ax.set_yticks([])
-                if j == 0:
-                    ax.set_title(f"y={y[i]}", fontsize=7)
-                else:
-                    ax.set_title(f"{label[:10]}: {pred[i]}", fontsize=7,
-                                 color="red" if pred[i] != y[i] else "black")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return True
+# The sections after the figures, in order: each gets the results and returns Markdown ("" = nothing to
+# say). Other modules contribute theirs here (e.g. robustjax.evaluate.diagnostics.markdown).
+SECTIONS: list[Callable[[Mapping], str]] = [diagnostics_section, details_section]
+
+
+def versions() -> dict[str, str]:
+    """The installed versions of the stack that produced a result (jax, jaxlib, flax, optax, robustjax, ...)."""
+    out = {}
+    for name in ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "robustjax"):
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    import platform
+
+    out["python"] = platform.python_version()
+    return out
+
+
+def markdown(results: Mapping, title: str, extra: Mapping | None = None, figure_paths: Mapping[str, str] | None = None,
+             sections: Sequence[Callable[[Mapping], str]] | None = None) -> str:
+    """The report as Markdown (``figure_paths``: ``{figure name: path}``, linked by file name)."""
+    lines = [f"# {title}", ""]
+    for k, v in (extra or {}).items():
+        lines.append(f"- {k}: {v}")
+    if extra:
+        lines.append("")
+    lines += ["## Headline", "", headline(results)]
+    figure_paths = dict(figure_paths or {})
+    curves = curves_section(results)
+    if curves:
+        lines.append(curves)
+        if "curves" in figure_paths:
+            lines += [f"![curves]({os.path.basename(figure_paths.pop('curves'))})", ""]
+    shown = [name for name in figures_lib.FIGURES if name in figure_paths]
+    if shown:
+        lines += ["## Figures", ""]
+        for name in shown:
+            lines += [f"{figures_lib.CAPTIONS[name]}", "", f"![{name}]({os.path.basename(figure_paths[name])})", ""]
+    for section in (SECTIONS if sections is None else sections):
+        text = section(results)
+        if text:
+            lines += [text.rstrip("\n"), ""]
+    return "\n".join(lines)
 
 
 def write(workdir: str, results: dict, title: str, extra: dict | None = None, *,
-          pictures: dict | None = None) -> tuple[dict, str]:
-    """Writes results.json, report.md and the pictures; returns (their paths, the report's Markdown).
+          pictures: dict | None = None, figure_data: Mapping | None = None, figures: Sequence[str] | None = None,
+          sections: Sequence[Callable[[Mapping], str]] | None = None) -> tuple[dict, str]:
+    """Writes results.json, report.md, the figures and figures.npz; returns (their paths, the Markdown).
 
-    ``results`` is not modified; its keys starting with ``_`` (``_pictures``) are not saved. ``pictures``:
-    ``{label: (x, x_adv, y, pred)}`` as the suite returns them under ``"_pictures"``.
+    Args:
+      workdir: where to write (created if missing).
+      results: the evaluation (``suite.evaluate``'s dict plus what ``experiment.run`` adds); not modified;
+        keys starting with ``_`` are not saved.
+      title: the report's heading.
+      extra: ``{name: text}`` notes shown first (smoke run, warnings, defense, dataset, ...).
+      pictures: ``{label: (x, x_adv, y, pred)}`` as the suite returns them under ``"_pictures"``.
+      figure_data: the arrays of ``figures.compute`` (saliency, decision plane, generator outputs).
+      figures: the figures to draw (``figures.FIGURES`` names; None = all that have something to show).
+      sections: the sections after the figures (None = :data:`SECTIONS`).
+
+    Returns:
+      ``({"results": path, "report": path, "figures_data": path, <figure name>: path, ...}, markdown)``.
     """
     os.makedirs(workdir, exist_ok=True)
     paths = {"results": os.path.join(workdir, "results.json"), "report": os.path.join(workdir, "report.md")}
     with open(paths["results"], "w") as f:
         json.dump({k: v for k, v in results.items() if not k.startswith("_")}, f, indent=2, sort_keys=True)
-    if _plot_curves(results, os.path.join(workdir, "curves.png")):
-        paths["curves"] = os.path.join(workdir, "curves.png")
-    if _plot_examples(pictures or {}, os.path.join(workdir, "examples.png")):
-        paths["examples"] = os.path.join(workdir, "examples.png")
-    md = _markdown(results, title, extra)
-    for key in ("curves", "examples"):
-        if key in paths:
-            md += f"\n![{key}]({os.path.basename(paths[key])})\n"
+    figure_paths = figures_lib.draw(workdir, results, figure_data, pictures=pictures, names=figures)
+    paths.update(figure_paths)
+    if figure_data:
+        paths["figures_data"] = os.path.join(workdir, figures_lib.DATA_FILE)
+        figures_lib.save(paths["figures_data"], figure_data)
+    md = markdown(results, title, extra, figure_paths, sections)
     with open(paths["report"], "w") as f:
         f.write(md)
     return paths, md

@@ -16,6 +16,7 @@ Definitions (so numbers mean one thing everywhere):
   PGN report; it counts examples the model already got wrong clean if the attack happens to fix them).
 - ``worst_case``: for every (norm, eps) reached by more than one budget attack, the fraction that survives
   all of them (per-example minimum): the number to quote.
+- ``seconds``: the wall time of each attack and each curve (compilation included).
 - Budget attacks are checked after the fact: a perturbation outside eps (or outside the box) is reported
   as ``budget_violations`` (and should be zero; a test pins that).
 - Minimal-norm attacks (DeepFool, C&W, FAB without eps, JSMA) report the success rate and the median
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 from typing import Any, Callable
 
 import jax
@@ -238,7 +240,9 @@ def evaluate(
     for i, (label, (atk, options)) in enumerate(attack_specs.items()):
         compiled = _compile_attack(target, atk, options, bounds)
         eps = float(atk.eps) if atk.budget else 0.0
+        t0 = time.perf_counter()
         out, survive = run_attack(label, compiled, eps, i)
+        out["seconds"] = round(time.perf_counter() - t0, 3)  # wall time, compilation included
         if not options.get("adaptive", True) and target.surrogate is not None:
             out["adaptive"] = False
         results["attacks"][label] = out
@@ -254,11 +258,14 @@ def evaluate(
     for j, (label, (atk, options, grid)) in enumerate(curve_specs.items()):
         compiled = _compile_attack(target, atk, options, bounds)
         points = []
+        t0 = time.perf_counter()
         for eps in grid:
             out, _ = run_attack(f"curve:{label}", compiled, float(eps), 1000 + j)
             points.append({"eps": float(eps), "robust_accuracy": out["robust_accuracy"],
+                           "accuracy_on_adversarial": out["accuracy_on_adversarial"],
                            "budget_violations": out["budget_violations"]})
-        results["curves"][label] = {"attack": atk.name, "norm": atk.norm, "points": points}
+        results["curves"][label] = {"attack": atk.name, "norm": atk.norm, "points": points,
+                                    "seconds": round(time.perf_counter() - t0, 3)}
 
     results["_pictures"] = pictures
     return results

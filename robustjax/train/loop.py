@@ -57,6 +57,7 @@ from robustjax import data as data_lib
 from robustjax import xla
 from robustjax.defenses.base import Defense, State
 from robustjax.errors import CheckpointMismatchError, ConfigError
+from robustjax.train import summaries
 
 STATE_ITEM = "state"
 META_ITEM = "meta"
@@ -360,7 +361,9 @@ def read_metrics(workdir: str) -> list[dict]:
 
 
 class _MetricWriter:
-    """Appends JSON lines to workdir/metrics.jsonl, after dropping the lines a resumed run will replay."""
+    """Appends JSON lines to workdir/metrics.jsonl, after dropping the lines a resumed run will replay; the
+    same records go to TensorBoard (``workdir/tensorboard/train``, ``robustjax.train.summaries``), where a
+    resume purges the replayed steps likewise."""
 
     def __init__(self, workdir: str, resume_step: int):
         self.path = os.path.join(workdir, METRICS_FILE)
@@ -375,12 +378,17 @@ class _MetricWriter:
                     f.writelines(kept)
                 os.replace(tmp, self.path)
         self._f = open(self.path, "a", buffering=1)
+        self._tb = summaries.open_writer(os.path.join(workdir, summaries.TENSORBOARD_DIR, "train"),
+                                         purge_step=resume_step + 1 if resume_step else None)
 
     def write(self, record: dict) -> None:
         self._f.write(json.dumps(record, sort_keys=True) + "\n")
+        summaries.write_training(self._tb, record)
 
     def close(self) -> None:
         self._f.close()
+        if self._tb is not None:
+            self._tb.close()
 
 
 def loss_warnings(records: list[dict]) -> list[str]:
