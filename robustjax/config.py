@@ -236,6 +236,9 @@ def shrink_for_smoke(c: ml_collections.ConfigDict, *, train_size: int = 128, tes
     c.eval.num_examples = test_size
     c.eval.batch_size = test_size
     c.eval.num_pictures = 4
+    # Every figure is still drawn (the smoke run checks that it works), at its cheapest.
+    c.eval.saliency.num_images = 2
+    c.eval.decision_plane.num_images, c.eval.decision_plane.m, c.eval.decision_plane.resolution = 1, 4, 11
     for group in (c.eval.attacks, c.eval.curves):
         for spec in group.values():
             for k in ("num_steps",):

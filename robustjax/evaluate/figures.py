@@ -742,9 +742,10 @@ def draw_decision_plane(data: Mapping[str, np.ndarray], path: str, num_classes: 
                ncol=min(len(present), 10), fontsize=8, frameon=False)
     norm = str(data.get("threat_norm", ""))
     ball_note = f"; black: the {norm} ball of radius {_fmt_eps(float(data['threat_eps']))}" if norm else ""
-    fig.suptitle(f"Decision regions around test images\n(Wu et al.'s plane: sigma {float(data['sigma']):g}, "
-                 f"m {int(data['m'])}{ball_note})", fontsize=9)
-    fig.tight_layout(rect=(0, 0.05, 1, 0.95))
+    sep = "\n" if n < 2 else " "  # one narrow panel: one clause a line, or the title is cut off
+    fig.suptitle(f"Decision regions around test images\n(Wu et al.'s plane: sigma {float(data['sigma']):g},"
+                 f"{sep}m {int(data['m'])}{ball_note.replace('; ', ';' + sep)})", fontsize=9 if n > 1 else 8)
+    fig.tight_layout(rect=(0, 0.05, 1, 0.95 if n > 1 else 0.91))
     fig.canvas.draw()
     height = fig.get_size_inches()[1] * dpi
     centres = []
