@@ -10,10 +10,10 @@ Power iteration finds it from a random unit ``d``: ``d <- grad_r D(r)`` at ``r =
 difference Hessian-vector product), ``power_iterations`` times; then ``r_adv = eps * d / ||d||_2`` per
 example. The loss is ``CE(f(x), y) + alpha * mean_i D_i(r_adv_i)``, with ``r_adv`` and ``p`` constants.
 
-As in Miyato et al.'s code, the forward passes at ``x + r`` run the network in train mode (dropout with the
-step's key, the same mask for every pass) and do not update BatchNorm's running statistics; only the clean
-pass does. ``r_adv`` is a regulariser, not an attack: ``x + r_adv`` is not clipped to the pixel range, so
-its norm is exactly ``eps``.
+As in Miyato et al.'s code, the forward passes at ``x + r`` run the network in train mode and do not
+update BatchNorm's running statistics; only the clean pass does. Chosen here: every pass uses the step's
+dropout key (the same mask), so the KL measures the change of the input alone. ``r_adv`` is a regulariser,
+not an attack: ``x + r_adv`` is not clipped to the pixel range, so its norm is exactly ``eps``.
 
 Config (``config.defense``): ``eps`` (2.1, L2, pixel units: Zantedeschi et al.'s setting, from Miyato et
 al.), ``xi`` (1e-6, Miyato et al.'s), ``power_iterations`` (1), ``alpha`` (1.0).
