@@ -18,12 +18,27 @@ from types import ModuleType
 from typing import Any
 
 from robustjax.defenses import atgan, fields, pgd_at, standard
+from robustjax.defenses import fgsm_at
+from robustjax.defenses import mix_pgd
+from robustjax.defenses import logit_pairing
+from robustjax.defenses import trades
+from robustjax.defenses import label_smoothing
+from robustjax.defenses import gda
+from robustjax.defenses import vat
 from robustjax.defenses.base import Defense, Detector, Phase, TrainState, bpda
 
 DEFENSES: dict[str, ModuleType] = {
     "atgan": atgan,
     "standard": standard,
     "pgd_at": pgd_at,
+    "fgsm_at": fgsm_at,
+    "fgm_at": fgsm_at,
+    "mix_pgd": mix_pgd,
+    "logit_pairing": logit_pairing,
+    "trades": trades,
+    "label_smoothing": label_smoothing,
+    "gda": gda,
+    "vat": vat,
 }
 
 

@@ -3,12 +3,14 @@
     tx = optimizer_for(config, "classifier", steps_per_epoch, total_steps)
     x_mixed = mix_adversarial(x, x_adv, fraction=0.5)                 # FracAT / Goodfellow-style mix
     eps_now = ramp(0.3, state.step, ramp_steps)                       # a linear eps curriculum
+    kl = kl_divergence(clean_logits, adv_logits)                      # [B]: KL(p_clean || p_adv)
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import optax
 
@@ -58,3 +60,9 @@ def ramp(value: float, step: Array, ramp_steps: int) -> Array:
     if ramp_steps <= 0:
         return jnp.asarray(value, jnp.float32)
     return value * jnp.minimum(1.0, (step.astype(jnp.float32) + 1.0) / float(ramp_steps))
+
+
+def kl_divergence(p_logits: Array, q_logits: Array) -> Array:
+    """Per-example ``KL(softmax(p_logits) || softmax(q_logits))`` ``[B]`` (TRADES, VAT)."""
+    log_p = jax.nn.log_softmax(p_logits)
+    return jnp.sum(jnp.exp(log_p) * (log_p - jax.nn.log_softmax(q_logits)), axis=-1)

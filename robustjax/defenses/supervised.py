@@ -13,12 +13,14 @@
 
 What the skeleton does in every step (``train_step(state, batch, key)``, pure, jitted by the loop):
 
-1. ``augment(key, batch) -> batch`` if the recipe has one (e.g. Gaussian copies of each example).
+1. ``augment(key, batch) -> batch`` if the recipe has one (GDA: Gaussian copies of each example).
 2. If ``config.defense.attack`` is set: ``x_adv`` = that attack (a spec in the format of
    ``config.eval.attacks``, resolved by :func:`robustjax.attacks.resolve`) against the classifier in eval
    mode (BatchNorm running statistics: the model as deployed), with the eps curriculum
    ``eps_ramp_epochs`` applied; then FracAT: only the first ``round(adv_fraction * B)`` rows are
    adversarial (:func:`robustjax.defenses.common.mix_adversarial`). Without an attack ``x_adv`` is None.
+   A recipe whose attack ascends something other than the spec's loss gives ``attack_loss(logits_fn, x,
+   y) -> loss_fn`` (TRADES: the KL from the clean prediction); the spec's other numbers stay.
 3. One optimizer step on ``objective(apply, params, batch_stats, batch, x_adv, key) -> (loss,
    batch_stats, metrics)``, where ``apply(params, batch_stats, x, key) -> (logits, batch_stats)`` runs
    the classifier in train mode (dropout from ``key``, BatchNorm statistics threaded through: call it
@@ -38,6 +40,7 @@ import jax
 import jax.numpy as jnp
 
 from robustjax import attacks, models
+from robustjax.attacks.spec import LOSSES_OF
 from robustjax.defenses import common, fields
 from robustjax.defenses.base import (
     Defense,
@@ -55,6 +58,8 @@ from robustjax.types import Array, Batch, LogitsFn, Metrics, PRNGKey, PyTree
 ApplyFn = Callable[[PyTree, PyTree, Array, PRNGKey], tuple[Array, PyTree]]
 Objective = Callable[[ApplyFn, PyTree, PyTree, Batch, "Array | None", PRNGKey], tuple[Array, PyTree, Metrics]]
 Augment = Callable[[PRNGKey, Batch], Batch]
+# (eval-mode logits_fn, x, y) -> per-example loss (logits, labels) -> [B] for the train-time attack to ascend
+AttackLoss = Callable[[LogitsFn, Array, Array], Callable[[Array, Array], Array]]
 
 # The fields every supervised defense has (a recipe adds its own).
 FIELDS: dict[str, fields.Field] = {
@@ -105,10 +110,24 @@ class TrainAttack:
     def eps(self, step: Array) -> Array:
         return common.ramp(self.target_eps, step, self.ramp_steps)
 
-    def __call__(self, logits_fn: LogitsFn, x: Array, y: Array, key: PRNGKey, step: Array, **overrides) -> Array:
+    def __call__(self, logits_fn: LogitsFn, x: Array, y: Array, key: PRNGKey, step: Array, *,
+                 loss: Callable[[Array, Array], Array] | None = None, **overrides) -> Array:
+        """The attack at ``step``; ``loss``: a per-example ``(logits, labels) -> [B]`` that the attack
+        ascends instead of the spec's (for attacks with a ``loss`` keyword), the spec's numbers kept."""
         if self.spec.budget:
             overrides.setdefault("eps", self.eps(step))
-        return self.spec(logits_fn, x, y, key, bounds=self.bounds, **overrides)
+        if loss is None:
+            return self.spec(logits_fn, x, y, key, bounds=self.bounds, **overrides)
+        if not LOSSES_OF.get(self.spec.name, ((), False))[1]:
+            takes = sorted(name for name, (_, functions) in LOSSES_OF.items() if functions)
+            raise ValueError(f"{self.spec.where}.attack: {self.spec.name} takes no loss function; these do: {takes}")
+        kw = {**self.spec.kwargs, "loss": loss}
+        eps = overrides.get("eps", self.spec.eps)
+        if eps is not None:
+            kw["eps"] = eps
+            if self.spec.rel_step_size is not None:
+                kw["step_size"] = self.spec.rel_step_size * eps
+        return self.spec.fn(logits_fn, x, y, key, bounds=self.bounds, **kw)
 
 
 def train_attack(hp: Mapping[str, Any], info, steps_per_epoch: int) -> TrainAttack | None:
@@ -140,6 +159,41 @@ def ce_objective(label_smoothing: float = 0.0) -> Objective:
     return objective
 
 
+def mixed_objective(alpha: float, pairing_weight: float = 0.0) -> Objective:
+    """``alpha * CE(x) + (1 - alpha) * CE(x_adv) + pairing_weight * mean((z(x) - z(x_adv))^2)``.
+
+    Goodfellow et al.'s adversarial objective (``alpha`` 0.5), Kannan et al.'s mixed-minibatch PGD (the
+    same with PGD examples) and adversarial logit pairing (``pairing_weight`` > 0: the squared difference
+    of the clean and adversarial logits, averaged over examples and classes). Clean and adversarial
+    examples go through the network as one batch of ``2B`` (BatchNorm statistics over both, as in Kannan
+    et al.'s mixed minibatches); with ``alpha == 0`` and no pairing only ``x_adv`` is run. Without an
+    attack (``x_adv`` None) this is cross-entropy on the clean batch.
+    """
+    alpha, pairing_weight = float(alpha), float(pairing_weight)
+
+    def objective(apply, params, batch_stats, batch, x_adv, key):
+        x, y = batch["image"], batch["label"]
+        if x_adv is None:
+            return ce_objective()(apply, params, batch_stats, batch, x_adv, key)
+        if alpha == 0.0 and pairing_weight == 0.0:
+            adv, batch_stats = apply(params, batch_stats, x_adv, key)
+            ce_adv = cross_entropy(adv, y)
+            return ce_adv, batch_stats, {"ce_adv": ce_adv, "accuracy_adv": accuracy(adv, y)}
+        logits, batch_stats = apply(params, batch_stats, jnp.concatenate([x, x_adv]), key)
+        clean, adv = jnp.split(logits, 2)
+        ce_clean, ce_adv = cross_entropy(clean, y), cross_entropy(adv, y)
+        loss = alpha * ce_clean + (1.0 - alpha) * ce_adv
+        metrics = {"ce_clean": ce_clean, "ce_adv": ce_adv, "accuracy": accuracy(clean, y),
+                   "accuracy_adv": accuracy(adv, y)}
+        if pairing_weight:
+            pairing = jnp.mean(jnp.square(clean - adv))
+            loss = loss + pairing_weight * pairing
+            metrics["pairing"] = pairing
+        return loss, batch_stats, metrics
+
+    return objective
+
+
 def update(state: TrainState, objective: Objective, batch: Batch, x_adv: Array | None,
            key: PRNGKey) -> tuple[TrainState, Metrics]:
     """One optimizer step of ``state`` on ``objective`` (see the module docstring)."""
@@ -156,12 +210,13 @@ def update(state: TrainState, objective: Objective, batch: Batch, x_adv: Array |
 
 def make_step(objective: Objective, *, attack: TrainAttack | None = None, adv_fraction: float = 1.0,
               augment: Augment | None = None, input_transform: InputTransform | None = None,
-              network: str = "classifier"):
+              network: str = "classifier", attack_loss: AttackLoss | None = None):
     """The skeleton's pure ``train_step(state, batch, key)`` for ``state[network]``.
 
     With an ``input_transform`` the train-time attack targets the deployed model (network after the
     transform; through the transform's surrogate by BPDA when it has one) on raw inputs, and, when the
     transform is ``in_training``, the objective sees the transformed clean and adversarial batches.
+    ``attack_loss(logits_fn, x, y)`` gives the attack its own per-example loss (TRADES' KL).
     """
 
     def train_step(state, batch, key):
@@ -173,7 +228,8 @@ def make_step(objective: Objective, *, attack: TrainAttack | None = None, adv_fr
         x_adv, extra = None, {}
         if attack is not None:
             logits_fn = deployed(eval_logits_fn(net), input_transform, adaptive=True)
-            x_adv = attack(logits_fn, x, y, k_attack, net.step)
+            loss = attack_loss(logits_fn, x, y) if attack_loss is not None else None
+            x_adv = attack(logits_fn, x, y, k_attack, net.step, loss=loss)
             x_adv = common.mix_adversarial(x, x_adv, adv_fraction)
             extra = {"eps": attack.eps(net.step)}
         if input_transform is not None and input_transform.in_training:
@@ -213,7 +269,7 @@ def classifier_network(config, info, steps_per_epoch: int, num_steps: int, name:
 def make(config, info, steps_per_epoch: int, *, name: str, schema: Mapping[str, fields.Field] = FIELDS,
          objective: Objective | None = None, augment: Augment | None = None,
          input_transform: InputTransform | None = None, hp: Mapping[str, Any] | None = None,
-         hints: Mapping[str, str] | None = None) -> Defense:
+         hints: Mapping[str, str] | None = None, attack_loss: AttackLoss | None = None) -> Defense:
     """A single-classifier defense on the skeleton (see the module docstring).
 
     Args:
@@ -225,6 +281,8 @@ def make(config, info, steps_per_epoch: int, *, name: str, schema: Mapping[str, 
       augment: optional ``(key, batch) -> batch`` applied before the attack.
       input_transform: optional :class:`InputTransform` in front of the classifier.
       hp: the already-read defense fields (recipes that read them first pass them on).
+      attack_loss: optional ``(logits_fn, x, y) -> loss_fn``: what the train-time attack ascends instead
+        of its spec's loss (see :meth:`TrainAttack.__call__`).
     """
     hp = dict(hp) if hp is not None else fields.read(config.defense, schema, "config.defense", hints)
     num_steps = common.train_num_steps(config, steps_per_epoch)
@@ -233,7 +291,7 @@ def make(config, info, steps_per_epoch: int, *, name: str, schema: Mapping[str, 
         objective = ce_objective(float(hp.get("label_smoothing", 0.0)))
     step = make_step(objective, attack=train_attack(hp, info, steps_per_epoch),
                      adv_fraction=float(hp.get("adv_fraction", 1.0)), augment=augment,
-                     input_transform=input_transform)
+                     input_transform=input_transform, attack_loss=attack_loss)
 
     def init(key, batch):
         return {"classifier": init_net(key, jnp.asarray(batch["image"]))}
