@@ -38,7 +38,14 @@ epoch) on the first ``--curve_eval`` test images. Fig. 4: overall accuracy when 
 inputs is adversarial (FGSM, PGD-2): ``(1 - rho) clean + rho adversarial``, a line per row, and the ratio
 where GanDef-Comb's line crosses pure PGD's (the paper: 41.7% on CIFAR-10).
 
-Runtime estimates per row are printed in the plan; the measured ones go into ``summary.json``.
+Runtime estimates per row are printed in the plan; the measured ones go into ``summary.json``. Measured
+here (2-core CPU shared with other jobs, load average ~16, 23 Nov 2026; ``--plan_only`` at the defaults):
+MNIST LeNet, batch 128, train-time PGD-40: standard 1.8 s/step, pgd_at 41 s, GanDef 47 s, GanDef V1
+37 s; the evaluation (Table 2 on 1000 images, PGD-1000 + AutoAttack on 200, for 3 rows + Comb plain and
+adaptive) was estimated at ~800 min at that speed, so on such a loaded machine give ``--budget_hours 24``
+or ``--strong_eval 100``; an unloaded 2-core machine runs LeNet PGD-40 at 50-80 images/s, 15-25x faster
+(docs/benchmarks.md), where 12 hours leave most of the budget to training.
+The ``--tiny`` check took 12 min of wall time under that load (training 23-47 s a row, the rest compiles).
 """
 
 from __future__ import annotations
@@ -538,10 +545,12 @@ def main():
     size = plan(a, rows)
     print(f"[plan] {json.dumps(size)}", flush=True)
     if size.get("over_budget"):
-        print("[plan] WARNING: the budget does not cover even one batch per epoch after the evaluation: "
-              "raise --budget_hours or lower --eval / --strong_eval", flush=True)
+        print("[plan] OVER BUDGET: the evaluation alone needs about the whole budget", flush=True)
     if a.plan_only:
         return
+    if size.get("over_budget"):
+        sys.exit(f"[plan] the budget does not cover even one batch per epoch after the evaluation "
+                 f"(estimated {size['eval_minutes']} min): raise --budget_hours or lower --eval / --strong_eval")
     summary = {"args": vars(a), "plan": size, "skipped": skipped, "runs": {}, "train_attack": shared_attack(a),
                "model": json.dumps(base(a).model.to_dict())}
     configs = {}
