@@ -41,10 +41,13 @@ where GanDef-Comb's line crosses pure PGD's (the paper: 41.7% on CIFAR-10).
 Runtime estimates per row are printed in the plan; the measured ones go into ``summary.json``. Measured
 here (2-core CPU shared with other jobs, load average ~16, 23 Nov 2026; ``--plan_only`` at the defaults):
 MNIST LeNet, batch 128, train-time PGD-40: standard 1.8 s/step, pgd_at 41 s, GanDef 47 s, GanDef V1
-37 s; the evaluation (Table 2 on 1000 images, PGD-1000 + AutoAttack on 200, for 3 rows + Comb plain and
-adaptive) was estimated at ~800 min at that speed, so on such a loaded machine give ``--budget_hours 24``
-or ``--strong_eval 100``; an unloaded 2-core machine runs LeNet PGD-40 at 50-80 images/s, 15-25x faster
-(docs/benchmarks.md), where 12 hours leave most of the budget to training.
+37 s; CIFAR-10 allCNN (Table 4) at ``--width 0.5``, PGD-7: standard 5.0 s/step, pgd_at 22.5 s, GanDef
+29.3 s, GanDef V1 21.5 s. At that speed the evaluation (Table 2 on 1000 images, PGD-1000 + AutoAttack on
+200, for 3 rows + Comb plain and adaptive; mostly the two strong attacks) was estimated at ~800 min
+(MNIST) and ~1900 min (CIFAR-10), more than 12 hours, and the script refuses to start: on such a loaded
+machine lower ``--strong_eval`` (100 halves that part) and raise ``--budget_hours``. An unloaded 2-core
+machine runs LeNet PGD-40 at 50-80 images/s (docs/benchmarks.md), 15-25x the loaded speed, where the
+commands above leave most of the 12 hours to training.
 The ``--tiny`` check took 12 min of wall time under that load (training 23-47 s a row, the rest compiles).
 """
 
