@@ -17,18 +17,13 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any
 
-from robustjax.defenses import atgan, fields, pgd_at, standard
-from robustjax.defenses import fgsm_at
-from robustjax.defenses import mix_pgd
-from robustjax.defenses import logit_pairing
-from robustjax.defenses import trades
-from robustjax.defenses import label_smoothing
-from robustjax.defenses import gda
-from robustjax.defenses import vat
+from robustjax.defenses import (atgan, fgsm_at, fields, gandef, gda, label_smoothing, logit_pairing, mix_pgd,
+                                pgd_at, standard, trades, vat)
 from robustjax.defenses.base import Defense, Detector, Phase, TrainState, bpda
 
 DEFENSES: dict[str, ModuleType] = {
     "atgan": atgan,
+    "gandef": gandef,
     "standard": standard,
     "pgd_at": pgd_at,
     "fgsm_at": fgsm_at,

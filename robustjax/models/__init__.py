@@ -20,6 +20,7 @@ import flax.linen as nn
 
 from robustjax.models import layers
 from robustjax.models.classifiers import (
+    ALLCNN_VARIANTS,
     MLP,
     AllCNN,
     Classifier,
@@ -146,6 +147,7 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "dropout": _rate("dropout"),
     "input_dropout": _rate("input_dropout"),
     "downsample": _choice("downsample", ("max_pool", "conv")),
+    "variant": _choice("variant", ALLCNN_VARIANTS),
     "pool_size": _choice("pool_size", (2, 3)),
     "batch_norm": _bool("batch_norm"),
     "preact": _bool("preact"),
@@ -178,9 +180,10 @@ def make(model_cfg: Mapping[str, Any], num_classes: int) -> nn.Module:
       model_cfg: a ``ConfigDict`` or mapping with ``name`` (a key of ``MODELS``) and any of that
         model's fields (see :func:`model_fields`): ``width``, ``activation``, ``brelu_t``, ``mean``,
         ``std`` for all; ``dropout`` (cw_mnist, allcnn, convpool_cnn, densenet40), ``input_dropout``
-        (allcnn, convpool_cnn), ``downsample`` (allcnn), ``pool_size`` (convpool_cnn), ``batch_norm``
-        (zantedeschi_resnet), ``preact`` (resnet18), ``growth_rate`` and ``depth`` (densenet40), ``hidden`` (mlp). Fields left
-        out take the module's defaults; a field set to None (other than mean/std) is treated as left out.
+        (allcnn, convpool_cnn), ``downsample`` and ``variant`` (allcnn), ``pool_size`` (convpool_cnn),
+        ``batch_norm`` (zantedeschi_resnet), ``preact`` (resnet18), ``growth_rate`` and ``depth``
+        (densenet40), ``hidden`` (mlp). Fields left out take the module's defaults; a field set to
+        None (other than mean/std) is treated as left out.
       num_classes: number of logits (>= 0; 0 returns penultimate features).
 
     Returns:

@@ -22,9 +22,9 @@ Shared conventions (the training loop, the defenses and the attacks rely on them
   than ``lax.reduce_window``'s, see ``layers``).
 
 Parameter counts (10 classes, width 1): cw_mnist 312,202 and lenet 3,274,634 and zantedeschi_cnn
-710,218 and zantedeschi_resnet 353,994 (28x28x1); small_cnn 38,282 (16x16x1); allcnn 1,369,848,
-convpool_cnn 1,369,738, resnet18 11,173,962, densenet40 1,019,722 (32x32x3). tests/test_models.py
-recomputes them by hand.
+710,218 and zantedeschi_resnet 353,994 (28x28x1); small_cnn 38,282 (16x16x1); allcnn 1,369,848
+(``variant="table4"``: 1,406,794), convpool_cnn 1,369,738, resnet18 11,173,962, densenet40 1,019,722
+(32x32x3). tests/test_models.py and tests/test_gandef.py (allcnn table4) recompute them by hand.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from robustjax.models import layers
 from robustjax.types import Array, PRNGKey, PyTree
 
 HE_NORMAL = nn.initializers.he_normal()
+ALLCNN_VARIANTS = ("released_code", "table4")  # AllCNN's last 1x1 conv: 10 wide, or 192 (GanDef Table 4)
 
 
 def scale_width(n: int, width: float) -> int:
@@ -145,10 +146,10 @@ class LeNet(Classifier):
     """LeNet as in GanDef (Liu et al., "GanDef: A GAN based Adversarial Training Defense for Neural
     Network Classifier", 2019, Table 3: the MNIST classifier); also Madry et al.'s MNIST network.
 
-    conv5x5-32 SAME, maxpool 2x2, conv5x5-64 SAME, maxpool 2x2, fc1024, out. The layer sizes come from
-    the same authors' released code (GuanxiongLiu/DSN-ZK-GanDef, MNIST classifier; the table itself
-    was not available offline): 28x28 -> dense 3136 -> 1024. The activation comes before each pool
-    (the same function as after it for the monotone activations offered here).
+    conv5x5-32 SAME, maxpool 2x2, conv5x5-64 SAME, maxpool 2x2, fc1024, out, as in Table 3 (and the
+    same authors' later public code): 28x28 -> dense 3136 -> 1024. Table 3 puts each ReLU after its
+    pool; here the activation comes before each pool (the same function for the monotone activations
+    offered here). Table 3's "Default" initialization is TensorFlow's; flax's default is used.
     """
 
     @nn.compact
@@ -169,28 +170,39 @@ class AllCNN(Classifier):
     al.'s All-CNN-C ("Striving for Simplicity: The All Convolutional Net", 2015, Table 2).
 
     dropout(0.2) on the input; 3 x conv3x3-96 SAME, downsample, dropout(0.5); 3 x conv3x3-192 SAME,
-    downsample, dropout(0.5); conv3x3-192 VALID, conv1x1-192, conv1x1-10; global average pool; fc out.
-    ``downsample="max_pool"`` follows the GanDef authors' released code (GuanxiongLiu/DSN-ZK-GanDef,
-    CIFAR-10 classifier: a 2x2 max pool after the third conv of a stage; the table itself was not
-    available offline); ``"conv"`` is Springenberg's All-CNN-C proper (the third conv of a stage has
-    stride 2). The 10-channel 1x1 conv (+ activation) and the final fc are that code's head; with
-    ``num_classes=0`` the features are its pooled output, only 10 * width wide. Kernels use He-normal
-    initialization as in that code.
+    downsample, dropout(0.5); conv3x3-192 VALID, conv1x1-192, conv1x1-C; global average pool; fc out.
+    Every conv is followed by the activation and uses He-normal kernels; the fc has flax's default
+    initialization. Two variants differ only in the last 1x1 conv's width C:
+
+    - ``variant="table4"``: C = 192, exactly GanDef's Table 4 (conv1x1x192 twice, global average pool,
+      Dense 10). This is the one ``configs/gandef_cifar10.py`` uses. With ``num_classes=0`` the
+      features are the pooled 192 * width channels.
+    - ``variant="released_code"`` (the default, for the configs and tests written before Table 4 was at
+      hand): C = 10, the head of the GanDef authors' later public TensorFlow code (their zero-knowledge
+      GanDef CIFAR-10 classifier: conv1x1-10 + ReLU, global average pool, then the fc). The features
+      are then only 10 * width wide.
+
+    ``downsample="max_pool"`` is Table 4's 2x2 max pool after the third conv of a stage; ``"conv"`` is
+    Springenberg's All-CNN-C proper (the third conv of a stage has stride 2, no pool).
 
     Attributes:
       dropout: rate after each downsampling (0.5 in both papers).
       input_dropout: rate on the input image (0.2 in both papers).
       downsample: "max_pool" (GanDef) or "conv" (All-CNN-C, stride-2 conv).
+      variant: "table4" (last 1x1 conv 192 wide, GanDef's Table 4) or "released_code" (10 wide).
     """
 
     dropout: float = 0.5
     input_dropout: float = 0.2
     downsample: str = "max_pool"
+    variant: str = "released_code"
 
     @nn.compact
     def __call__(self, x: Array, train: bool = False) -> Array:
         if self.downsample not in ("max_pool", "conv"):
             raise ValueError(f"AllCNN.downsample must be 'max_pool' or 'conv'; got {self.downsample!r}")
+        if self.variant not in ALLCNN_VARIANTS:
+            raise ValueError(f"AllCNN.variant must be one of {ALLCNN_VARIANTS}; got {self.variant!r}")
         conv = lambda f, k, s, p, name: nn.Conv(  # noqa: E731
             self._ch(f), (k, k), strides=(s, s), padding=p, kernel_init=HE_NORMAL, name=name
         )
@@ -209,7 +221,7 @@ class AllCNN(Classifier):
             h = self._dropout(h, self.dropout, train)
         h = self._act(conv(192, 3, 1, "VALID", "conv7")(h))
         h = self._act(conv(192, 1, 1, "SAME", "conv8")(h))
-        h = self._act(conv(10, 1, 1, "SAME", "conv9")(h))
+        h = self._act(conv(192 if self.variant == "table4" else 10, 1, 1, "SAME", "conv9")(h))
         h = layers.global_avg_pool(h)
         return self._head(h)
 

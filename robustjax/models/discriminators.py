@@ -1,8 +1,11 @@
-"""AC-GAN-style discriminators: a classifier body with a class head D_c and a real/fake head D_d.
+"""Discriminators: AC-GAN-style (a classifier body with a class head D_c and a real/fake head D_d), and
+GanDef's discriminator on a classifier's logits.
 
     from robustjax.models import discriminators
     d = discriminators.make_discriminator(config.model, num_classes=10)     # body = models.make(.., 0)
     class_logits, source_logit = d.apply(variables, x)                      # [B, K], [B]
+    d = discriminators.LogitDiscriminator(hidden=(32, 64))                  # GanDef: logits z [B, K] ->
+    source_logit = d.apply(variables, z)                                    # [B] (> 0: "adversarial")
 
 ATGAN (Wang et al.) uses one network D for two jobs (Odena et al.'s auxiliary-classifier GAN): ``D_c``
 classifies an image into ``k`` classes, ``D_d`` says whether it is a clean image (real) or a generator
@@ -43,6 +46,32 @@ class ACDiscriminator(nn.Module):
         return class_logits, jnp.squeeze(source_logit, -1)
 
 
+class LogitDiscriminator(nn.Module):
+    """GanDef's discriminator D (Liu et al.): ``z [B, K] -> [B]``, a logit of "z came from an adversarial
+    input" (``sigmoid(logit)`` = q_D(s = adversarial | z)).
+
+    D sees only the classifier's pre-softmax logits ``z`` (never the image). An MLP: Dense(h)-ReLU for
+    each ``h`` in ``hidden``, then Dense(1). The paper does not give D's layers; GanDef's config
+    docstrings say what is chosen and why (robustjax/defenses/gandef.py).
+
+    Attributes:
+      hidden: hidden layer sizes (at least one), each followed by a ReLU.
+    """
+
+    hidden: tuple[int, ...] = (32, 64)
+
+    @nn.compact
+    def __call__(self, z: Array, train: bool = False) -> Array:
+        if z.ndim != 2:
+            raise ValueError(f"LogitDiscriminator expects logits [B, K]; got shape {z.shape}")
+        if not self.hidden or any(int(h) < 1 for h in self.hidden):
+            raise ValueError(f"LogitDiscriminator.hidden must be a non-empty list of sizes >= 1; got {self.hidden!r}")
+        h = jnp.asarray(z, jnp.float32)
+        for i, n in enumerate(self.hidden):
+            h = nn.relu(nn.Dense(int(n), name=f"fc{i + 1}")(h))
+        return jnp.squeeze(nn.Dense(1, name="out")(h), -1)
+
+
 def make_discriminator(model_cfg, num_classes: int) -> ACDiscriminator:
     """An ACDiscriminator whose body is ``robustjax.models.make(model_cfg, num_classes=0)``.
 
@@ -55,4 +84,4 @@ def make_discriminator(model_cfg, num_classes: int) -> ACDiscriminator:
     return ACDiscriminator(body=models.make(model_cfg, 0), num_classes=int(num_classes))
 
 
-__all__ = ["ACDiscriminator", "make_discriminator"]
+__all__ = ["ACDiscriminator", "LogitDiscriminator", "make_discriminator"]
