@@ -205,3 +205,14 @@ def test_train_time_attack_goes_through_the_transform_by_bpda_and_the_objective_
     _, m = jax.jit(defense.phases[0].train_step)(state, batch, jax.random.PRNGKey(1))
     assert bool(m["grid"])             # the objective trains on squeezed inputs
     assert float(m["moved"]) > 0.01    # the attack moved pixels across the quantiser: its gradient went through
+
+
+def test_report_shows_the_detector_numbers_under_its_rule():
+    from robustjax.evaluate import report
+
+    results = {"detector": {"threshold": 0.5, "flagged_clean": 0.25, "clean_accuracy_with_detector": 0.7},
+               "attacks": {"pgd": {"flagged_adversarial": 0.6, "accuracy_with_detector": 0.8,
+                                   "accuracy_on_adversarial": 0.3}, "fgsm": {"accuracy_on_adversarial": 0.5}}}
+    text = report.detector_section(results)
+    assert "flagged clean input as an error" in text and "| pgd | 0.6000 | 0.8000 | 0.3000 |" in text
+    assert "| fgsm" not in text and report.detector_section({"attacks": {}}) == ""

@@ -72,7 +72,8 @@ class Detector:
     """A detector head and its decision rule.
 
     ``score(state)`` is ``x -> score [B]`` (higher = more likely adversarial); an input is *flagged* when
-    ``score > threshold``. Scoring rule of a defense with a detector (GanDef's "Comb" setting): a flagged
+    ``score > threshold``. Score in log-odds (a logit), not a sigmoid probability: in float32 a sigmoid is
+    exactly 1 beyond a logit of ~17, which hands an adaptive attacker a zero gradient. Scoring rule of a defense with a detector (GanDef's "Comb" setting): a flagged
     adversarial input counts as handled correctly, a flagged clean input as an error, and an input that
     is not flagged is judged by the classifier's prediction. An adaptive attacker must fool both at once
     (Carlini and Wagner's combined logits, :meth:`combined_logits`).

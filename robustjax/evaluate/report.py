@@ -140,6 +140,26 @@ def diagnostics_section(results: Mapping) -> str:
     return "\n".join(lines) + "\n"
 
 
+def detector_section(results: Mapping) -> str:
+    """A detector's numbers under its scoring rule (a flagged adversarial input counts as handled, a
+    flagged clean input as an error, an unflagged input is judged by the classifier)."""
+    det = results.get("detector")
+    if not det:
+        return ""
+    lines = ["## Detector", "",
+             f"Threshold {det['threshold']:g}. Scoring rule: a flagged adversarial input counts as handled, a "
+             "flagged clean input as an error, an unflagged input is judged by the classifier.", "",
+             f"- clean inputs flagged: {det['flagged_clean']:.4f}; clean accuracy with the detector: "
+             f"{det['clean_accuracy_with_detector']:.4f}", "",
+             "| attack | adversarial inputs flagged | accuracy with the detector | accuracy on adversarial |",
+             "|---|---|---|---|"]
+    for label, r in results.get("attacks", {}).items():
+        if "flagged_adversarial" in r:
+            lines.append(f"| {label} | {r['flagged_adversarial']:.4f} | {r['accuracy_with_detector']:.4f} | "
+                         f"{r['accuracy_on_adversarial']:.4f} |")
+    return "\n".join(lines) + "\n"
+
+
 def details_section(results: Mapping) -> str:
     """What produced these numbers: seed, versions, machine, times."""
     lines = []
@@ -162,7 +182,7 @@ def details_section(results: Mapping) -> str:
 
 # The sections after the figures, in order: each gets the results and returns Markdown ("" = nothing to
 # say). Other modules contribute theirs here (e.g. robustjax.evaluate.diagnostics.markdown).
-SECTIONS: list[Callable[[Mapping], str]] = [diagnostics_section, details_section]
+SECTIONS: list[Callable[[Mapping], str]] = [detector_section, diagnostics_section, details_section]
 
 
 def versions() -> dict[str, str]:
