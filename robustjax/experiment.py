@@ -188,7 +188,7 @@ def run(config, workdir: str, *, on_step=None, allow_config_change: bool = False
     warnings = loop.loss_warnings(loop.read_metrics(workdir))
     for w in warnings:
         print(f"[robustjax] warning: {w}", file=sys.stderr, flush=True)
-    results = evaluate.evaluate(defense, state, test_ds, config.eval, eval_key, bounds=info.bounds)
+    results = evaluate.evaluate(defense, state, test_ds, config.eval, eval_key, bounds=info.bounds, train_ds=train_ds)
     t_total = time.time() - t_start
     results["info"] = {
         "dataset": info.name, "num_train": len(train_ds), "num_test": len(test_ds),

@@ -60,6 +60,11 @@ def _markdown(results: dict, title: str, extra: dict | None) -> str:
         for k, v in results["diagnostics"].items():
             lines.append(f"- {k}: {v}")
         lines.append("")
+    # The evaluation's own sections (both accuracies, minimal perturbations, metrics, detector curves) are
+    # written by the module that computes them.
+    from robustjax.evaluate import metrics
+
+    lines += metrics.markdown(results)
     return "\n".join(lines)
 
 
