@@ -55,16 +55,12 @@ def _markdown(results: dict, title: str, extra: dict | None) -> str:
         for p in curve["points"]:
             lines.append(f"| {p['eps']:g} | {p['robust_accuracy']:.4f} |")
         lines.append("")
-    if results.get("diagnostics"):
-        lines += ["## Gradient-masking diagnostics", ""]
-        for k, v in results["diagnostics"].items():
-            lines.append(f"- {k}: {v}")
-        lines.append("")
-    # The evaluation's own sections (both accuracies, minimal perturbations, metrics, detector curves) are
-    # written by the module that computes them.
-    from robustjax.evaluate import metrics
+    # The evaluation's own sections (both accuracies, minimal perturbations, metrics, detector curves,
+    # gradient-masking diagnostics) are written by the modules that compute them.
+    from robustjax.evaluate import diagnostics, metrics
 
     lines += metrics.markdown(results)
+    lines += diagnostics.markdown(results)
     return "\n".join(lines)
 
 

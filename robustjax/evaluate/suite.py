@@ -317,6 +317,7 @@ def evaluate(
     Returns a JSON-serialisable dict (plus ``"_pictures"``: numpy arrays of a few clean/adversarial
     examples for the report, removed before saving).
     """
+    from robustjax.evaluate import diagnostics as diagnostics_lib
     from robustjax.evaluate import metrics as metrics_lib
 
     target = Target.of(model)
@@ -340,6 +341,12 @@ def evaluate(
             results["metrics"] = metrics_lib.run(session, plan.metrics, jax.random.fold_in(key, METRIC_KEYS))
         if target.detector is not None:
             results["detector"].update(metrics_lib.detector_curves(session, plan.detector))
+        if plan.diagnostics["enabled"]:
+            progress.stage("diagnostics")
+            results["diagnostics"] = diagnostics_lib.run(session, plan, results,
+                                                         jax.random.fold_in(key, DIAGNOSTIC_KEYS))
+            for w in results["diagnostics"]["warnings"]:
+                print(f"[robustjax] diagnostics warning: {w}", file=sys.stderr, flush=True)
     finally:
         progress.close()
     return results
