@@ -87,8 +87,8 @@ def base_config() -> ml_collections.ConfigDict:
         progress=True,          # progress bar over the evaluation (only shown on a terminal)
         # Gradient-masking diagnostics (robustjax.evaluate.diagnostics): rules, thresholds, their own runs.
         diagnostics=ml_collections.ConfigDict(dict(
-            enabled=True, num_examples=128, eps=0.0, few_steps=20, many_steps=1000, unbounded_steps=100,
-            square_queries=1000, max_gap=0.05, max_unbounded_accuracy=0.05, max_zero_gradient_fraction=0.10,
+            enabled=True, num_examples=128, eps=0.0, few_steps=20, many_steps=200, unbounded_steps=100,
+            square_queries=500, max_gap=0.05, max_unbounded_accuracy=0.05, max_zero_gradient_fraction=0.10,
             max_gradient_norm=1e4,
         )),
         # Defenses with a detector: the threshold sweep and GanDef's curve over the ratio of adversarial inputs.

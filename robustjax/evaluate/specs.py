@@ -287,9 +287,9 @@ DIAGNOSTICS_FIELDS: dict[str, F.Field] = {
     "eps": F.Field(0.0, F.number(0.0), "radius of the attack comparisons; 0: the eps of the suite's attack "
                                        "with the most steps"),
     "few_steps": F.Field(20, F.integer(1), "PGD steps of the few-step run, when the suite has no PGD there"),
-    "many_steps": F.Field(1000, F.integer(1), "PGD steps of the many-step run, when the suite has none there"),
+    "many_steps": F.Field(200, F.integer(1), "PGD steps of the many-step run, when the suite has none there"),
     "unbounded_steps": F.Field(100, F.integer(1), "steps of the unbounded (eps = inf) PGD"),
-    "square_queries": F.Field(1000, F.integer(0), "Square queries when the suite has no Square (0: skip)"),
+    "square_queries": F.Field(500, F.integer(0), "Square queries when the suite has no Square (0: skip)"),
     "max_gap": F.Field(0.05, F.number(0.0, 1.0), "largest tolerated gap (accuracy) between two attacks"),
     "max_unbounded_accuracy": F.Field(0.05, F.number(0.0, 1.0), "largest tolerated accuracy under "
                                                                 "unbounded PGD"),
