@@ -145,8 +145,13 @@ def test_few_step_pgd_that_has_not_converged_is_flagged_with_the_measured_gap(tr
     assert any(w.startswith("many-step PGD is clearly stronger than few-step PGD at linf eps=0.1")
                for w in r["diagnostics"]["warnings"])
     e.diagnostics.max_gap = 1.0  # the threshold is a config field
-    r = suite.evaluate(classifier, state, test_ds, e, jax.random.PRNGKey(1))
-    assert not r["diagnostics"]["checks"]["pgd_steps"][0]["flagged"]
+    again = suite.evaluate(classifier, state, test_ds, e, jax.random.PRNGKey(1))
+    assert not again["diagnostics"]["checks"]["pgd_steps"][0]["flagged"]
+    # same key, same numbers: every measurement equal, only the verdicts moved with the threshold
+    assert again["attacks"] == r["attacks"] and again["clean_accuracy"] == r["clean_accuracy"]
+    for name in ("gradients", "randomness", "unbounded_pgd"):
+        assert again["diagnostics"]["checks"][name] == r["diagnostics"]["checks"][name]
+    assert again["diagnostics"]["checks"]["black_box"] == r["diagnostics"]["checks"]["black_box"] == []  # no Square
     e.diagnostics.enabled = False
     assert "diagnostics" not in suite.evaluate(classifier, state, test_ds, e, jax.random.PRNGKey(1))
 

@@ -105,6 +105,25 @@ def test_train_set_distance_matches_brute_force_over_chunks_and_query_blocks():
     assert metrics.train_set_distance(queries[:0], train).shape == (0,)
 
 
+def test_train_set_distance_scales_to_the_60000_mnist_training_images(mnist_npz):
+    import time
+
+    d = np.load(mnist_npz)
+    train = data_lib.ArrayDataset(d["x_train"], d["y_train"].astype(np.int32))
+    rng = np.random.default_rng(0)
+    queries = np.clip(d["x_test"][:300].astype(np.float32) / 255 + rng.normal(0, 0.1, (300, 28, 28, 1)), 0, 1)
+    t0 = time.perf_counter()
+    got = metrics.train_set_distance(queries, train)  # 15 blocks of 4096 images, 2 query blocks
+    seconds = time.perf_counter() - t0
+    t = train.images.reshape(60000, -1)
+    for i in range(0, 300, 60):  # brute force for every 60th query, in chunks of the training set
+        q = queries[i].reshape(-1).astype(np.float64)
+        best = min(np.sqrt(((t[j:j + 10000].astype(np.float64) / 255 - q) ** 2).sum(1)).min()
+                   for j in range(0, 60000, 10000))
+        assert got[i] == pytest.approx(best, rel=1e-5)
+    print(f"train_set_distance: 300 queries x 60000 MNIST images in {seconds:.1f}s")
+
+
 def test_loss_gradient_norms_match_the_closed_form_of_a_linear_softmax():
     rng = np.random.default_rng(2)
     W = rng.normal(size=(D, 3)).astype(np.float32)

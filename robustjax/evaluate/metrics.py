@@ -209,7 +209,8 @@ def threshold_sweep(clean_scores, clean_correct, adversarial: Mapping[str, tuple
         for label, (scores, adv_correct) in adversarial.items():
             flagged = np.asarray(scores) > t
             out["attacks"][label]["flagged_adversarial"].append(float(flagged.mean()))
-            out["attacks"][label]["accuracy_with_detector"].append(float((flagged | np.asarray(adv_correct, bool)).mean()))
+            handled = flagged | np.asarray(adv_correct, bool)
+            out["attacks"][label]["accuracy_with_detector"].append(float(handled.mean()))
     return out
 
 
@@ -303,8 +304,8 @@ class _MinimalFgsm:
 
 def _empirical_robustness(session, params, key, minimal):
     x, x_adv, eps, flipped = minimal(session, params, key)
-    dx = _flat(x_adv - x)
-    ratio = np.sqrt((dx.astype(np.float64) ** 2).sum(1)) / np.maximum(np.sqrt((_flat(x).astype(np.float64) ** 2).sum(1)), 1e-12)
+    dx_norm = np.linalg.norm(_flat(x_adv - x).astype(np.float64), axis=1)
+    ratio = dx_norm / np.maximum(np.linalg.norm(_flat(x).astype(np.float64), axis=1), 1e-12)
     ok = flipped & (np.abs(_flat(x)).sum(1) > 0)
     return {"value": float(ratio[ok].mean()) if ok.any() else None,
             "median": float(np.median(ratio[ok])) if ok.any() else None,
@@ -368,7 +369,8 @@ def _rho_adv(session, params, key):
 
     found = []
     for b, batch in enumerate(session.batches(m)):
-        found.append(np.asarray(fn(session.state, batch["image"], jax.random.fold_in(key, b)))[np.asarray(batch["mask"])])
+        eps = np.asarray(fn(session.state, batch["image"], jax.random.fold_in(key, b)))
+        found.append(eps[np.asarray(batch["mask"])])
         session.progress.update()
     found = _concat(found)
     not_flipped = ~np.isfinite(found)
