@@ -6,8 +6,9 @@
 
 A defense whose gradients are useless to an attacker (a quantizer without a surrogate, a saturated
 softmax, randomness, shattered gradients) looks robust to gradient attacks without being robust (Athalye,
-Carlini and Wagner, "Obfuscated gradients give a false sense of security"; the ATGAN paper's Sec. 4.6.4
-and Table 5, ``/work/shared/papers/atgan.md``, run the first two checks below). Each check reports its
+Carlini and Wagner, "Obfuscated gradients give a false sense of security"; Wang et al.'s ATGAN paper,
+"Improving Global Adversarial Robustness Generalization With Adversarially Trained GAN", Sec. 4.6.4 and
+Table 5, runs the first two checks below). Each check reports its
 evidence and, when it crosses its threshold, a warning. The thresholds are fields of
 ``config.eval.diagnostics`` (defaults below); the attacks go through ``defense.attack_model`` (BPDA where
 the defense has a surrogate), and only adaptive suite attacks that attack the classifier alone (not

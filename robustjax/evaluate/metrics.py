@@ -12,8 +12,8 @@ search and gradient goes through ``defense.attack_model`` (BPDA where the defens
 ``adaptive=False``. Notation: ``f`` the classifier, ``F(x) = argmax f(x)`` its prediction, ``J`` the
 softmax cross-entropy (``robustjax.attacks.ce_loss``), norms in pixel units of the dataset's box.
 
-``empirical_robustness`` (Zantedeschi et al., "Efficient Defenses Against Adversarial Attacks", Eq. 2;
-``/work/shared/papers/gda_brelu.md`` Sec. 4.1, Table 2)
+``empirical_robustness`` (Zantedeschi, Nicolae and Rawat, "Efficient Defenses Against Adversarial Attacks",
+Eq. 2; Sec. 4.1, Table 2)
     ``rho_F = mean_x ||dx_min(x)||_2 / ||x||_2`` where ``dx_min(x) = clip(x + e* sign(grad_x J(x, F(x)))) - x``
     and ``e*`` is the smallest FGSM step that changes the prediction ``F(x)`` (the incremental minimal
     FGSM of ``robustjax.attacks.minimal_fgsm``: a grid of ``num_grid`` steps in ``(0, eps_max]``, then
@@ -36,7 +36,8 @@ softmax cross-entropy (``robustjax.attacks.ce_loss``), norms in pixel units of t
     ``l_F = (1 / M) sum_i ||grad_x J(theta, x_i, y_i)||_2`` over the ``M`` test points with their true
     labels; each example's own gradient (the per-example loss, not a batch mean). Keys: ``value``, ``median``.
 
-``rho_adv`` (Wang et al., "Boundary Conditional GAN", Eq. 9-10; ``/work/shared/papers/bcgan.md`` Sec. 4.2)
+``rho_adv`` (Sun, Zhu and Lin, "Enhancing the Robustness of Deep Neural Networks by Boundary Conditional
+GAN" (BCGAN), Eq. 9-10, Sec. 4.2)
     ``rho_adv(F) = mean_x Delta_adv(x)``, ``Delta_adv(x) = min {||eta|| : F(x + eta) != F(x)}``, searched per
     example as the paper says ("with certain precision"): the smallest eps at which PGD (``num_steps``
     steps of ``rel_step_size * eps``, from ``x``, in ``norm``) changes ``F(x)``, found by
@@ -57,10 +58,12 @@ softmax cross-entropy (``robustjax.attacks.ce_loss``), norms in pixel units of t
     ``norm``, ``eps``, ``source``. The cross-run table (Zantedeschi's
     Table 1) is :func:`robustjax.evaluate.transfer.transfer_matrix`.
 
-Minimal-perturbation statistics (``mean_l2`` = PGN's rho, Eq. 6; accuracy at radii) are per attack: see
+Minimal-perturbation statistics (``mean_l2`` = the rho of "Adversarial Training with Perturbation Generator
+Networks" (PGN), Eq. 6, rho_cw for C&W; accuracy at radii) are per attack: see
 :mod:`robustjax.evaluate.suite`. ``rho`` below is Eq. 6 itself, ``accuracy_at_radius`` the radius rule.
 
-Detector curves (GanDef, ``/work/shared/papers/gandef.md`` Sec. 4.3, Fig. 4), under the Detector's scoring
+Detector curves (Liu, Khalil and Khreishah, "GanDef: A GAN Based Adversarial Training Defense for Neural
+Network Classifier", Sec. 4.3, Fig. 4), under the Detector's scoring
 rule (a flagged adversarial input counts as handled, a flagged clean input as an error, an unflagged
 input is judged by the classifier), in ``results["detector"]``:
 

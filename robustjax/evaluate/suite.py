@@ -23,8 +23,9 @@ Definitions (so numbers mean one thing everywhere):
   as ``budget_violations`` (and should be zero; a test pins that).
 - Minimal-norm attacks (DeepFool, C&W, FAB without eps, JSMA) report the success rate (successful =
   correct clean, wrong after the attack), ``mean_l2`` / ``median_l2`` and ``mean_linf`` / ``median_linf``
-  of their successful perturbations. ``mean_l2`` is the PGN paper's rho (its Eq. 6: the mean L2 norm over
-  the successful adversarial examples; rho_cw for C&W). With ``radii`` in the spec, ``at_radius`` lists
+  of their successful perturbations. ``mean_l2`` is the PGN paper's rho ("Adversarial Training with
+  Perturbation Generator Networks", Eq. 6: the mean L2 norm over the successful adversarial examples;
+  rho_cw for C&W). With ``radii`` in the spec, ``at_radius`` lists
   for each radius r (in the attack's norm) ``robust_accuracy`` (correct clean and not fooled by a
   perturbation of norm <= r) and ``accuracy_on_adversarial`` (the prediction on the adversarial example
   where its perturbation is within r, on the clean input otherwise): the way to compare minimal-norm

@@ -11,7 +11,8 @@ newest usable checkpoint (``robustjax.train.loop.restore_latest``), so any defen
 target. This module wires configs, defenses and checkpoints together, as ``experiment`` does, which is why
 the evaluation imports it only where a transfer is asked for.
 
-:func:`transfer_matrix` is Zantedeschi et al.'s Table 1 (``/work/shared/papers/gda_brelu.md`` Sec. 4.2):
+:func:`transfer_matrix` is Zantedeschi et al.'s Table 1 ("Efficient Defenses Against Adversarial Attacks",
+Sec. 4.2):
 row i, column j is the accuracy of run j on the adversarial examples crafted (white-box, against run i's
 attack model: BPDA where it has a surrogate) on run i; the diagonal is the white-box accuracy. Both
 measures are given: ``accuracy_on_adversarial`` (the paper's) and ``robust_accuracy`` (correct clean and
