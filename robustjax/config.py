@@ -255,7 +255,7 @@ def shrink_for_smoke(c: ml_collections.ConfigDict, *, train_size: int = 128, tes
     c.eval.num_pictures = 4
     for group in (c.eval.attacks, c.eval.curves, c.eval.metrics):
         for spec in group.values():
-            _cap_counts(spec)
+            _cap_counts(spec, attack_spec=group is not c.eval.metrics)
             if "attack" in spec and hasattr(spec["attack"], "keys"):  # a metric's attack spec (transfer)
                 _cap_counts(spec["attack"])
             if "num_examples" in spec:
@@ -273,14 +273,15 @@ def shrink_for_smoke(c: ml_collections.ConfigDict, *, train_size: int = 128, tes
     return c
 
 
-def _cap_counts(spec) -> None:
-    """Caps the loop counts of a spec at ``SMOKE_CAPS``, including an attack's defaults it leaves out
-    (AutoAttack's 100 steps and 5000 queries, C&W's 1000 steps)."""
+def _cap_counts(spec, attack_spec: bool = True) -> None:
+    """Caps the loop counts of a spec at ``SMOKE_CAPS``; for an attack spec also the attack's defaults it
+    leaves out (AutoAttack's 100 steps and 5000 queries, C&W's 1000 steps)."""
     import inspect
 
     from robustjax import attacks
 
-    fn = attacks.ATTACKS.get(spec.get("attack")) if isinstance(spec.get("attack"), str) else None
+    name = spec.get("attack") if attack_spec else None
+    fn = attacks.ATTACKS.get(name) if isinstance(name, str) else None
     params = inspect.signature(fn).parameters if fn is not None else {}
     for k, cap in SMOKE_CAPS.items():
         value = spec[k] if k in spec else getattr(params.get(k), "default", None)

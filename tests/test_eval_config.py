@@ -67,7 +67,9 @@ def test_shrink_for_smoke_caps_every_loop_count_of_the_evaluation():
     c = linf_suite(_pgd_at(0.3), [0.3], pgd_steps=40, step_size=0.01, curve_grid=[0.0, 0.1, 0.2, 0.3])
     c.eval.attacks.sq = {"attack": "square", "eps": 0.3, "num_queries": 5000}
     c.eval.attacks.cw = {"attack": "cw_l2", "binary_search_steps": 9, "num_steps": 1000}
+    c.eval.attacks.pgd = {"attack": "pgd", "eps": 0.3, "rel_step_size": 0.25, "num_steps": 40}
     add_metrics(c, "empirical_robustness", rho_adv={"num_bisection": 12, "num_steps": 20, "num_examples": 500},
+                td={"metric": "train_distance", "attack": "pgd"},  # a label that is also an attack's name
                 tr={"metric": "transfer", "source": "standard", "steps": 500, "batch_size": 128,
                     "attack": {"attack": "pgd", "eps": 0.3, "rel_step_size": 0.25, "num_steps": 40}})
     shrink_for_smoke(c)
@@ -82,6 +84,7 @@ def test_shrink_for_smoke_caps_every_loop_count_of_the_evaluation():
     assert c.eval.num_examples == 32
     assert m.rho_adv.num_bisection == 2 and m.rho_adv.num_steps == 3
     assert m.tr.steps == 4 and m.tr.batch_size == 32 and m.tr.attack.num_steps == 3
+    assert m.td.to_dict() == {"metric": "train_distance", "attack": "pgd"}  # no pgd defaults poured into it
     d = c.eval.diagnostics
     assert d.num_examples == 32 and all(d[k] == v for k, v in SMOKE_DIAGNOSTICS.items())
     assert c.eval.curves.pgd40.eps_grid == [0.0, 0.1]
