@@ -242,6 +242,22 @@ def test_every_attack_and_curve_point_reports_both_accuracies(problem, evaluated
     assert points[1]["robust_accuracy"] > points[2]["robust_accuracy"]
 
 
+def test_specs_that_differ_only_in_eps_share_one_compiled_function(problem):
+    session = suite.Session(suite.Target(_linear), problem["state"], problem["test"], 16, jax.random.PRNGKey(0),
+                            (0.0, 1.0))
+    session.run_clean(jax.random.PRNGKey(1))
+    spec = {"attack": "pgd", "step_size": 0.01, "num_steps": 3, "random_start": False}
+    a = attacks.resolve({**spec, "eps": 0.02}, where="a")
+    b = attacks.resolve({**spec, "eps": 0.2}, where="b")
+    c = attacks.resolve({**spec, "eps": 0.2, "num_steps": 4}, where="c")
+    ca, cb = session.compile(a), session.compile(b)
+    assert ca.fn is cb.fn and cb.attack is b and session.compile(c).fn is not ca.fn
+    run_a, run_b = session.attack(ca, 0.02, jax.random.PRNGKey(2)), session.attack(cb, 0.2, jax.random.PRNGKey(2))
+    assert ca.fn._cache_size() == 1                            # one compile served both radii
+    assert run_a.linf.max() <= 0.02 + 1e-6 and run_b.linf.max() > 0.02  # each ran at its own eps
+    assert session.compile(b, {"adaptive": False}).fn is not ca.fn
+
+
 def test_same_key_same_numbers_and_json_clean(problem, evaluated):
     e, first = evaluated
     again = suite.evaluate(_linear, problem["state"], problem["test"], e, jax.random.PRNGKey(3),

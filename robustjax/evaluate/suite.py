@@ -7,7 +7,8 @@
 scored on ``defense.classifier`` (the deployed model, end to end: for ATGAN D_c(G(x))); gradient attacks
 differentiate ``defense.attack_model`` (BPDA through a surrogate when the defense has one, unless the
 spec says ``"adaptive": False``). Each attack is compiled once per spec, with the state and eps passed as
-arguments, so an eps grid reuses one compiled function. ``config.eval`` is resolved by
+arguments, so an eps grid (and every spec that differs only in eps) reuses one compiled function.
+``config.eval`` is resolved by
 :mod:`robustjax.evaluate.specs` (the same check ``config.validate`` runs before training). The same key
 gives the same numbers. A progress bar over the attacked batches is shown on a terminal
 (``config.eval.progress``).
@@ -215,6 +216,7 @@ class Session:
         self.score = _score_fn(target) if target.detector is not None else None
         self.runs: dict[str, AttackRun] = {}
         self.specs: dict = {}
+        self._compiled: dict = {}
         self.clean_correct = self.clean_pred = self.clean_scores = None
 
     @property
@@ -241,7 +243,18 @@ class Session:
         self.clean_scores = np.concatenate(scores) if scores else None
 
     def compile(self, atk: attacks_lib.Attack, options: dict | None = None) -> _Compiled:
-        return _compile_attack(self.target, atk, options or {}, self.bounds)
+        """The compiled attack; specs that differ only in eps (or label) share one compiled function (eps is
+        an argument of it), e.g. ``pgd40_0p1`` and ``pgd40_0p3``."""
+        options = options or {}
+        key = (atk.name, atk.hyperparameters, atk.rel_step_size, atk.norm, atk.budget,
+               bool(options.get("adaptive", True)), bool(options.get("against_detector", False)))
+        try:
+            hash(key)
+        except TypeError:  # an unhashable hyperparameter (a caller's object): no sharing
+            return _compile_attack(self.target, atk, options, self.bounds)
+        if key not in self._compiled:
+            self._compiled[key] = _compile_attack(self.target, atk, options, self.bounds)
+        return dataclasses.replace(self._compiled[key], attack=atk)
 
     def attack(self, compiled: _Compiled, eps: float, key, *, n: int | None = None, keep_adv: bool = False,
                on_first_batch: Callable | None = None) -> AttackRun:
