@@ -82,12 +82,22 @@ def base_config() -> ml_collections.ConfigDict:
         batch_size=256,
         attacks=ml_collections.ConfigDict(),   # {label: {"attack": "pgd", "eps": ..., ...}}
         curves=ml_collections.ConfigDict(),    # {label: {"attack": "pgd", "eps_grid": [...], ...}}
+        metrics=ml_collections.ConfigDict(),   # {label: {"metric": "empirical_robustness", ...}} (evaluate.metrics)
         num_pictures=8,
         # The report's figures (robustjax.evaluate.figures: what each shows, the defaults, the checks).
         figures=["curves", "examples", "training", "saliency", "decision_plane", "samples"],
         saliency=ml_collections.ConfigDict(dict(num_images=4, attack="", eps=[])),
         decision_plane=ml_collections.ConfigDict(dict(
             num_images=2, sigma=0.05, m=32, scale=0.0, resolution=41, direction="random")),
+        progress=True,          # progress bar over the evaluation (only shown on a terminal)
+        # Gradient-masking diagnostics (robustjax.evaluate.diagnostics): rules, thresholds, their own runs.
+        diagnostics=ml_collections.ConfigDict(dict(
+            enabled=True, num_examples=128, eps=0.0, few_steps=20, many_steps=200, unbounded_steps=100,
+            square_queries=500, max_gap=0.05, max_unbounded_accuracy=0.05, max_zero_gradient_fraction=0.10,
+            max_gradient_norm=1e4,
+        )),
+        # Defenses with a detector: the threshold sweep and GanDef's curve over the ratio of adversarial inputs.
+        detector=ml_collections.ConfigDict(dict(thresholds=[], ratios=[i / 10 for i in range(11)])),
     ))
     return c
 
@@ -181,7 +191,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
 
     models.check_config(config.model)
     defenses.read_config(config)
-    eval_specs.resolve(e)
+    eval_specs.resolve_all(e)
 
 
 def parse_arg(arg: str | None, allowed: dict[str, Any]) -> dict[str, Any]:
@@ -214,6 +224,17 @@ def parse_arg(arg: str | None, allowed: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+# What a smoke variant leaves of each loop count (attack, curve and metric specs; the diagnostics' own runs).
+SMOKE_CAPS = {"num_steps": 3, "num_queries": 10, "num_targets": 2, "restarts": 1, "binary_search_steps": 2,
+              "eot_iter": 2, "num_grid": 4, "num_bisection": 2, "steps": 4}
+# The diagnostics' own runs in a smoke variant: few- and many-step PGD as long as the capped suite PGD (so
+# they reuse its compiled function), no Square (tests/test_eval_diagnostics.py covers it): two compiles.
+SMOKE_DIAGNOSTICS = {"few_steps": 3, "many_steps": 3, "unbounded_steps": 5, "square_queries": 0}
+# AutoAttack's components in a smoke variant: one (each compiles for seconds; tests/test_attacks_autoattack.py
+# runs the whole ensemble).
+SMOKE_AUTOATTACK = ("apgd-ce",)
+
+
 def shrink_for_smoke(c: ml_collections.ConfigDict, *, train_size: int = 128, test_size: int = 32,
                      batch_size: int = 32, steps: int = 4) -> ml_collections.ConfigDict:
     """The ``smoke`` variant: a few steps on a few examples with a narrow model (for tests and CI).
@@ -222,6 +243,13 @@ def shrink_for_smoke(c: ml_collections.ConfigDict, *, train_size: int = 128, tes
     shape and classes (``robustjax.data.synthetic``), so every smoke variant runs offline in seconds;
     ``config.smoke`` marks the run, and its report says that its numbers mean nothing. Tests that want
     the tfds path itself set ``config.data.source = "tfds"`` back (under ``tfds.testing.mock_data``).
+
+    Every loop count of the evaluation is capped (``SMOKE_CAPS``: PGD-1000 and AutoAttack run 3 steps,
+    Square 10 queries, targeted attacks 2 targets, C&W 2 binary-search steps; ``SMOKE_DIAGNOSTICS``: the
+    diagnostics' own PGD runs, no Square), AutoAttack runs only APGD-CE (``SMOKE_AUTOATTACK``: compiling
+    the whole ensemble takes longer than the rest of a smoke run), metrics and diagnostics run on the smoke
+    test set, and curves keep their first two radii. The labels keep their names (``pgd1000_0p3`` runs 3
+    steps): a smoke run checks that everything runs.
     """
     from robustjax.data import synthetic
 
@@ -239,29 +267,149 @@ def shrink_for_smoke(c: ml_collections.ConfigDict, *, train_size: int = 128, tes
     # Every figure is still drawn (the smoke run checks that it works), at its cheapest.
     c.eval.saliency.num_images = 2
     c.eval.decision_plane.num_images, c.eval.decision_plane.m, c.eval.decision_plane.resolution = 1, 4, 11
-    for group in (c.eval.attacks, c.eval.curves):
+    for group in (c.eval.attacks, c.eval.curves, c.eval.metrics):
         for spec in group.values():
-            for k in ("num_steps",):
-                if k in spec:
-                    spec[k] = min(int(spec[k]), 3)
+            _cap_counts(spec, attack_spec=group is not c.eval.metrics)
+            if "attack" in spec and hasattr(spec["attack"], "keys"):  # a metric's attack spec (transfer)
+                _cap_counts(spec["attack"])
+            if "num_examples" in spec:
+                spec.num_examples = min(int(spec.num_examples) or test_size, test_size)
+            if "batch_size" in spec:
+                spec.batch_size = min(int(spec.batch_size), batch_size)
             if "eps_grid" in spec:
                 spec.eps_grid = list(spec.eps_grid)[:2]
+            if spec.get("attack") == "autoattack" and not spec.get("attacks"):
+                spec["attacks"] = list(SMOKE_AUTOATTACK)
+    d = c.eval.diagnostics
+    d.num_examples = min(int(d.num_examples), test_size)
+    for k, cap in SMOKE_DIAGNOSTICS.items():
+        d[k] = min(int(d[k]), cap)
     return c
 
 
+def _cap_counts(spec, attack_spec: bool = True) -> None:
+    """Caps the loop counts of a spec at ``SMOKE_CAPS``; for an attack spec also the attack's defaults it
+    leaves out (AutoAttack's 100 steps and 5000 queries, C&W's 1000 steps)."""
+    import inspect
+
+    from robustjax import attacks
+
+    name = spec.get("attack") if attack_spec else None
+    fn = attacks.ATTACKS.get(name) if isinstance(name, str) else None
+    params = inspect.signature(fn).parameters if fn is not None else {}
+    for k, cap in SMOKE_CAPS.items():
+        value = spec[k] if k in spec else getattr(params.get(k), "default", None)
+        if isinstance(value, int) and not isinstance(value, bool):
+            spec[k] = min(value, cap)
+
+
+def _tag(eps: float) -> str:
+    return f"{eps:g}".replace(".", "p")  # field names cannot hold dots (0.3 -> 0p3)
+
+
+def _main_eps(c: ml_collections.ConfigDict, eps_list, strong_eps) -> float:
+    """``strong_eps``, else the defense's train-time eps (finite, > 0), else the largest of ``eps_list``."""
+    if strong_eps is not None:
+        return float(strong_eps)
+    attack = c.defense.get("attack", None)
+    eps = attack.get("eps", None) if hasattr(attack, "get") else None
+    if isinstance(eps, (int, float)) and not isinstance(eps, bool) and 0.0 < eps < float("inf"):
+        return float(eps)
+    return float(max(eps_list))
+
+
 def linf_suite(c: ml_collections.ConfigDict, eps_list, *, pgd_steps: int, step_size: float,
-               curve_grid=None, num_examples: int = 1000) -> ml_collections.ConfigDict:
-    """Sets ``c.eval`` to FGSM + PGD-``pgd_steps`` at each eps, and a PGD curve over ``curve_grid``."""
+               curve_grid=None, num_examples: int = 1000, strong_eps: float | None = None,
+               many_steps: int = 1000, autoattack: bool = True) -> ml_collections.ConfigDict:
+    """Sets ``c.eval`` to a paper's L-inf evaluation plus the strong attacks that check it.
+
+    - FGSM and PGD-``pgd_steps`` (step ``step_size``, random start) at each eps of ``eps_list``: the
+      paper's protocol (labels ``fgsm_0p3``, ``pgd40_0p3``).
+    - At the config's main eps (``strong_eps``; default: the defense's train-time eps, else the largest of
+      ``eps_list``): PGD-``pgd_steps`` (added if that eps is not in ``eps_list``), PGD-``many_steps``
+      (``pgd1000_0p3``; step ``min(step_size, eps / 4)``, random start) and AutoAttack, standard version
+      (``aa_0p3``). The diagnostics (robustjax.evaluate.diagnostics) compare them: many-step PGD clearly
+      stronger than few-step PGD, or AutoAttack far below PGD, is reported as a gradient-masking warning.
+      ``autoattack=False`` leaves AutoAttack out; ``many_steps=0`` leaves PGD-many out.
+    - A PGD-``pgd_steps`` curve over ``curve_grid`` with the step scaled to each radius:
+      ``rel_step_size = max(step_size / strong_eps, 1 / pgd_steps)`` (the paper's step at the main eps,
+      and never too small for the steps to reach the edge of the ball).
+
+    ``shrink_for_smoke`` caps every loop count of these attacks for smoke variants.
+    """
     c.eval.num_examples = num_examples
+    main = _main_eps(c, eps_list, strong_eps)
     attacks = {}
     for eps in eps_list:
-        tag = f"{eps:g}".replace(".", "p")  # field names cannot hold dots (0.3 -> 0p3)
-        attacks[f"fgsm_{tag}"] = {"attack": "fgsm", "eps": float(eps)}
-        attacks[f"pgd{pgd_steps}_{tag}"] = {"attack": "pgd", "eps": float(eps), "step_size": step_size,
-                                             "num_steps": pgd_steps, "random_start": True}
+        attacks[f"fgsm_{_tag(eps)}"] = {"attack": "fgsm", "eps": float(eps)}
+    for eps in list(eps_list) + ([] if main in [float(e) for e in eps_list] else [main]):
+        attacks[f"pgd{pgd_steps}_{_tag(eps)}"] = {"attack": "pgd", "eps": float(eps), "step_size": step_size,
+                                                  "num_steps": pgd_steps, "random_start": True}
+    if many_steps and many_steps != pgd_steps:
+        attacks[f"pgd{many_steps}_{_tag(main)}"] = {"attack": "pgd", "eps": main,
+                                                    "step_size": min(float(step_size), main / 4),
+                                                    "num_steps": int(many_steps), "random_start": True}
+    if autoattack:
+        attacks[f"aa_{_tag(main)}"] = {"attack": "autoattack", "eps": main, "norm": "linf", "version": "standard"}
     c.eval.attacks = attacks
     if curve_grid:
+        rel = max(float(step_size) / main, 1.0 / pgd_steps)
         c.eval.curves = {f"pgd{pgd_steps}": {"attack": "pgd", "eps_grid": [float(e) for e in curve_grid],
-                                             "step_size": step_size, "num_steps": pgd_steps,
+                                             "rel_step_size": rel, "num_steps": pgd_steps,
                                              "random_start": True}}
+    return c
+
+
+def l2_suite(c: ml_collections.ConfigDict, eps_list, *, pgd_steps: int, rel_step_size: float = 0.25,
+             curve_grid=None, num_examples: int = 1000, strong_eps: float | None = None,
+             many_steps: int = 1000, autoattack: bool = True, minimal: bool = True, minimal_steps: int = 100,
+             radii=()) -> ml_collections.ConfigDict:
+    """Sets ``c.eval`` to an L2 evaluation (the PGN paper's kind): ``linf_suite``'s L2 counterpart.
+
+    - FGM (L2) and PGD-``pgd_steps`` (L2, step ``rel_step_size * eps``, random start) at each eps of
+      ``eps_list`` (labels ``fgm_0p5``, ``pgd20_l2_0p5``).
+    - At the main eps (``strong_eps``; default: the defense's train-time eps, else the largest of
+      ``eps_list``): PGD-``many_steps`` (``pgd1000_l2_0p5``) and AutoAttack L2, standard version
+      (``aa_l2_0p5``).
+    - With ``minimal``: DeepFool (L2) and C&W-L2, ``minimal_steps`` iterations each (PGN's Table 1 runs
+      100), which report the mean (PGN's rho, Eq. 6; rho_cw for C&W) and median L2 of their successful
+      perturbations, and accuracy at each of ``radii`` (L2).
+    - A PGD-``pgd_steps`` L2 curve over ``curve_grid`` with ``rel_step_size``.
+    """
+    c.eval.num_examples = num_examples
+    main = _main_eps(c, eps_list, strong_eps)
+    pgd = {"attack": "pgd", "norm": "l2", "rel_step_size": float(rel_step_size), "random_start": True}
+    attacks = {}
+    for eps in eps_list:
+        attacks[f"fgm_{_tag(eps)}"] = {"attack": "fgm", "eps": float(eps), "norm": "l2"}
+    for eps in list(eps_list) + ([] if main in [float(e) for e in eps_list] else [main]):
+        attacks[f"pgd{pgd_steps}_l2_{_tag(eps)}"] = {**pgd, "eps": float(eps), "num_steps": pgd_steps}
+    if many_steps and many_steps != pgd_steps:
+        attacks[f"pgd{many_steps}_l2_{_tag(main)}"] = {**pgd, "eps": main, "num_steps": int(many_steps)}
+    if autoattack:
+        attacks[f"aa_l2_{_tag(main)}"] = {"attack": "autoattack", "eps": main, "norm": "l2", "version": "standard"}
+    if minimal:
+        extra = {"radii": [float(r) for r in radii]} if radii else {}
+        attacks["deepfool"] = {"attack": "deepfool", "norm": "l2", "num_steps": int(minimal_steps), **extra}
+        attacks["cw_l2"] = {"attack": "cw_l2", "num_steps": int(minimal_steps), **extra}
+    c.eval.attacks = attacks
+    if curve_grid:
+        c.eval.curves = {f"pgd{pgd_steps}_l2": {**pgd, "eps_grid": [float(e) for e in curve_grid],
+                                                "num_steps": pgd_steps}}
+    return c
+
+
+def add_metrics(c: ml_collections.ConfigDict, *names: str, **with_fields) -> ml_collections.ConfigDict:
+    """Adds metrics to ``c.eval.metrics`` under their own names, with their defaults or given fields.
+
+        add_metrics(c, "empirical_robustness", "train_distance", "loss_sensitivity")   # GDA's Tables 2-3
+        add_metrics(c, rho_adv={"norm": "l2", "num_examples": 200})                     # BCGAN's Table 2
+
+    The metrics, their fields and formulas: ``robustjax.evaluate.specs.METRIC_FIELDS`` and
+    ``robustjax.evaluate.metrics``.
+    """
+    for name in names:
+        c.eval.metrics[name] = {"metric": name}
+    for name, given in with_fields.items():
+        c.eval.metrics[name] = {"metric": name, **dict(given)}
     return c

@@ -192,7 +192,7 @@ def run(config, workdir: str, *, on_step=None, allow_config_change: bool = False
     for w in warnings:
         print(f"[robustjax] warning: {w}", file=sys.stderr, flush=True)
     results = evaluate.evaluate(defense, state, test_ds, config.eval, eval_key, bounds=info.bounds,
-                                keep_examples=config.eval.num_pictures)
+                                keep_examples=config.eval.num_pictures, train_ds=train_ds)
     t_figures = time.time()
     figure_data = evaluate.figures.compute(defense, state, test_ds, config.eval, jax.random.fold_in(eval_key, 7),
                                            bounds=info.bounds, pictures=results["_pictures"], results=results)

@@ -100,7 +100,8 @@ def test_sections_hook_and_minimal_attacks_and_violations(tmp_path):
                        "median_l2": 1.5, "median_linf": 0.4, "budget_violations": 0, "norm": "l2"},
                    fgsm_naive={"attack": "fgsm", "robust_accuracy": 0.8, "accuracy_on_adversarial": 0.8, "eps": 0.1,
                                "norm": "linf", "budget_violations": 0, "adaptive": False})
-    res["diagnostics"] = {"pgd_steps_monotone": True}
+    res["diagnostics"] = {"warnings": ["PGD-200 found 0.1 less than PGD-20"], "checks": {}, "num_examples": 4,
+                          "norm": "linf", "eps": 0.1, "eps_from": "test", "thresholds": {}}
     extra = lambda r: "## From another module\n\nclean was " + str(r["clean_accuracy"])  # noqa: E731
     paths, md = report.write(str(tmp_path), res, "t", sections=[*report.SECTIONS, extra], figures=[])
     assert md.index("## Gradient-masking diagnostics") < md.index("## From another module")

@@ -130,14 +130,21 @@ def curves_section(results: Mapping) -> str:
     return "\n".join(lines)
 
 
+def metrics_section(results: Mapping) -> str:
+    """Minimal-perturbation statistics, the configured metrics and the detector curves
+    (robustjax.evaluate.metrics writes them)."""
+    from robustjax.evaluate import metrics
+
+    lines = metrics.markdown(dict(results))
+    return "\n".join(lines) + "\n" if lines else ""
+
+
 def diagnostics_section(results: Mapping) -> str:
-    """``results["diagnostics"]`` as a list (until robustjax.evaluate.diagnostics writes its own section)."""
-    if not results.get("diagnostics"):
-        return ""
-    lines = ["## Gradient-masking diagnostics", ""]
-    for k, v in results["diagnostics"].items():
-        lines.append(f"- {k}: {v}")
-    return "\n".join(lines) + "\n"
+    """The gradient-masking warnings with their evidence (robustjax.evaluate.diagnostics writes them)."""
+    from robustjax.evaluate import diagnostics
+
+    lines = diagnostics.markdown(dict(results))
+    return "\n".join(lines) + "\n" if lines else ""
 
 
 def detector_section(results: Mapping) -> str:
@@ -182,7 +189,8 @@ def details_section(results: Mapping) -> str:
 
 # The sections after the figures, in order: each gets the results and returns Markdown ("" = nothing to
 # say). Other modules contribute theirs here (e.g. robustjax.evaluate.diagnostics.markdown).
-SECTIONS: list[Callable[[Mapping], str]] = [detector_section, diagnostics_section, details_section]
+SECTIONS: list[Callable[[Mapping], str]] = [detector_section, metrics_section, diagnostics_section,
+                                             details_section]
 
 
 def versions() -> dict[str, str]:

@@ -1,0 +1,123 @@
+"""Black-box transfer: a run directory rebuilt from its config.json and checkpoint, the transfer matrix
+across runs (Zantedeschi et al.'s Table 1) against a hand computation, and the ``transfer`` metric from a
+run and from a standard model trained on the spot."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from robustjax import attacks, experiment
+from robustjax import data as data_lib
+from robustjax.config import base_config
+from robustjax.evaluate import transfer
+
+FGSM = {"attack": "fgsm", "eps": 0.1}
+
+
+def _toy(seed, hidden, **metrics):
+    c = base_config()
+    c.seed = seed
+    c.data.name, c.data.source, c.data.num_points, c.data.batch_size = "moons", "toy2d", 512, 64
+    c.model.name, c.model.hidden = "mlp", hidden
+    c.defense.name = "standard"
+    c.train.steps, c.train.log_every, c.train.checkpoint_every, c.train.progress = 150, 50, 150, False
+    c.train.optimizer.learning_rate = 1e-2
+    c.eval.num_examples, c.eval.progress = 64, False
+    c.eval.attacks = {"fgsm": dict(FGSM)}
+    c.eval.diagnostics.enabled = False
+    c.eval.metrics = metrics
+    return c
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    a = str(tmp_path_factory.mktemp("run_a"))
+    b = str(tmp_path_factory.mktemp("run_b"))
+    ra = experiment.run(_toy(0, [32]), a)
+    rb = experiment.run(_toy(1, [16, 16], t={"metric": "transfer", "source": a, "attack": dict(FGSM)},
+                             s={"metric": "transfer", "source": "standard", "model": {"name": "mlp", "hidden": [32]},
+                                "steps": 200, "batch_size": 64, "learning_rate": 1e-2,
+                                "attack": {"attack": "fgsm", "eps": 0.2}}), b)
+    return (a, ra), (b, rb)
+
+
+@pytest.fixture(scope="module")
+def table(runs):
+    (a, _), (b, _) = runs
+    return transfer.transfer_matrix([a, b], FGSM, num_examples=64)
+
+
+def test_a_run_is_rebuilt_from_its_config_and_checkpoint(runs):
+    (a, ra), _ = runs
+    defense, state, config, info = transfer.load_run(a)
+    assert config.model.hidden == [32] and info.num_classes == 2
+    _, test_ds, _ = data_lib.load(config.data)
+    x = jnp.asarray(test_ds.get(np.arange(64))["image"])
+    correct = np.asarray(defense.classifier(state)(x)).argmax(-1) == test_ds.labels[:64]
+    assert correct.mean() == pytest.approx(ra["clean_accuracy"])  # the trained model, not a fresh init
+    assert ra["clean_accuracy"] > 0.8
+
+
+def test_transfer_matrix_by_hand_and_its_diagonal_is_white_box(runs, table):
+    (a, ra), (b, rb) = runs
+    assert table["rows"] == "crafted on" and table["columns"] == "tested on" and table["num_examples"] == 64
+    assert table["names"] == [os.path.basename(a), os.path.basename(b)]
+    acc = np.asarray(table["accuracy_on_adversarial"])
+    assert acc.shape == (2, 2)
+    # the diagonal is each run's own white-box FGSM (deterministic attack and model, same examples)
+    assert acc[0, 0] == pytest.approx(ra["attacks"]["fgsm"]["accuracy_on_adversarial"])
+    assert acc[1, 1] == pytest.approx(rb["attacks"]["fgsm"]["accuracy_on_adversarial"])
+    assert table["clean_accuracy"] == [pytest.approx(ra["clean_accuracy"]), pytest.approx(rb["clean_accuracy"])]
+    # an off-diagonal entry by hand: FGSM on a, scored by b
+    da, sa, config, _ = transfer.load_run(a)
+    db, sb, _, _ = transfer.load_run(b)
+    _, test_ds, _ = data_lib.load(config.data)
+    x, y = jnp.asarray(test_ds.get(np.arange(64))["image"]), jnp.asarray(test_ds.labels[:64])
+    x_adv = attacks.fgsm(da.classifier(sa), x, y, eps=0.1)
+    tested_b = np.asarray(db.classifier(sb)(x_adv)).argmax(-1) == np.asarray(y)
+    clean_b = np.asarray(db.classifier(sb)(x)).argmax(-1) == np.asarray(y)
+    assert acc[0, 1] == pytest.approx(tested_b.mean())
+    assert table["robust_accuracy"][0][1] == pytest.approx((tested_b & clean_b).mean())
+    json.dumps(table)  # plain values for results.json / the cross-run report
+    assert "| crafted on \\ tested on |" in transfer.markdown_table(table)
+
+
+def test_transfer_metric_from_a_run_is_that_column_of_the_matrix(runs, table):
+    (a, _), (b, rb) = runs
+    t = rb["metrics"]["t"]
+    assert t["source"] == a and t["attack"] == "fgsm" and t["eps"] == 0.1 and t["num_examples"] == 64
+    assert t["accuracy_on_adversarial"] == t["value"] == pytest.approx(table["accuracy_on_adversarial"][0][1])
+    assert t["robust_accuracy"] == pytest.approx(table["robust_accuracy"][0][1])
+    assert t["source_accuracy_on_adversarial"] == pytest.approx(table["accuracy_on_adversarial"][0][0])
+
+
+def test_transfer_metric_from_a_standard_model_trained_on_the_spot(runs):
+    _, (_, rb) = runs
+    s = rb["metrics"]["s"]
+    assert s["source"] == "standard" and s["eps"] == 0.2
+    assert s["source_clean_accuracy"] > 0.8                     # the surrogate did learn the task
+    assert s["source_accuracy_on_adversarial"] < s["source_clean_accuracy"] - 0.2  # and its examples fool it
+    assert 0.0 <= s["robust_accuracy"] <= s["accuracy_on_adversarial"] <= 1.0
+
+
+def test_transfer_errors_name_the_problem(runs, tmp_path):
+    (a, _), _ = runs
+    with pytest.raises(ValueError, match="not a run directory: it has no config.json"):
+        transfer.load_run(str(tmp_path))
+    c = json.load(open(os.path.join(a, "config.json")))
+    os.makedirs(tmp_path / "empty" / "checkpoints")
+    json.dump(c, open(tmp_path / "empty" / "config.json", "w"))
+    with pytest.raises(ValueError, match="no usable checkpoint"):
+        transfer.load_run(str(tmp_path / "empty"))
+    c["data"]["name"] = "circles"
+    os.makedirs(tmp_path / "other")
+    json.dump(c, open(tmp_path / "other" / "config.json", "w"))
+    with pytest.raises(ValueError, match=r"different datasets \['circles', 'moons'\]"):
+        transfer.transfer_matrix([a, str(tmp_path / "other")], FGSM)
+    with pytest.raises(ValueError, match=r"transfer_matrix\.attack_spec\.eps: missing"):
+        transfer.transfer_matrix([a], {"attack": "fgsm"})
