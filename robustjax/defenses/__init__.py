@@ -17,7 +17,7 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any
 
-from robustjax.defenses import atgan, distillation, feature_squeezing, fields, pgd_at, standard
+from robustjax.defenses import atgan, defense_gan, distillation, feature_squeezing, fields, pgd_at, standard
 from robustjax.defenses.base import Defense, Detector, Phase, TrainState, bpda
 
 DEFENSES: dict[str, ModuleType] = {
@@ -26,6 +26,7 @@ DEFENSES: dict[str, ModuleType] = {
     "pgd_at": pgd_at,
     "distillation": distillation,
     "feature_squeezing": feature_squeezing,
+    "defense_gan": defense_gan,
 }
 
 
