@@ -12,22 +12,24 @@ PGD with 8 iterations, C&W-L2 (1,000 test images). BCGAN's Table 1: distillation
 
 Chosen here (the papers do not say): both networks SGD 0.01 with momentum 0.9, batch 128, 50 epochs
 each (``teacher_epochs=0``: as long as the student phase); PGD-8 with step 0.0075 (a quarter of 0.03)
-and a random start at both radii (BCGAN gives PGD's radius for CIFAR-10 only implicitly), a PGD-8 curve
-over eps 0 .. 0.04, and PGD-8 on the margin loss (C&W's loss on the logits) beside each PGD: the
-deployed logits are ~T times larger than in training, and the cross-entropy's gradient underflows on a
-saturated softmax.
+and a random start at both FGSM radii (BCGAN does not give PGD's radius); beside each PGD on the
+cross-entropy the same PGD on the margin loss (C&W's loss on the logits), and the PGD-8 curve over eps 0
+.. 0.04 on the margin loss: the deployed logits are ~T times larger than in training, and the
+cross-entropy's gradient underflows to zero on a saturated softmax (docs/results.md shows it on MNIST).
 """
 
 from robustjax.config import base_config, linf_suite, optimizer, parse_arg, shrink_for_smoke
 
 
 def margin_twins(c):
-    """Adds a PGD on the margin loss (``<label>_margin``) beside every PGD of ``c.eval.attacks``."""
+    """Adds a PGD on the margin loss (``<label>_margin``) beside every PGD of ``c.eval.attacks``, and puts
+    every curve on the margin loss (on the cross-entropy a curve would trace the masking)."""
     attacks = dict(c.eval.attacks)
     for label, spec in list(attacks.items()):
         if spec["attack"] == "pgd":
             attacks[f"{label}_margin"] = {**spec, "loss": "margin"}
     c.eval.attacks = attacks
+    c.eval.curves = {f"{label}_margin": {**spec, "loss": "margin"} for label, spec in dict(c.eval.curves).items()}
     return c
 
 

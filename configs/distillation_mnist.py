@@ -17,21 +17,24 @@ pool, conv5x5-64, pool, fc1024), optimizer (Adam 1e-3, batch 128), epochs and ev
 configs/pgd_at_mnist.py: 10 epochs for the student, and as many for the teacher (``teacher_epochs=0``
 means "as long as the student phase", so ``--config.train.epochs`` sets both); FGSM and PGD-40 (step
 0.01, random start) at eps 0.1 and 0.3 and a PGD-40 curve. Added for this defense: PGD-40 on the margin
-loss (C&W's loss on the logits) at the same radii, because the deployed logits are ~T times larger than
-in training and the cross-entropy's gradient underflows to zero on a saturated softmax; the report's
-``worst_case`` takes the per-example minimum over all attacks at a radius.
+loss (C&W's loss on the logits) at the same radii, and the curve on the margin loss, because the
+deployed logits are ~T times larger than in training and the cross-entropy's gradient underflows to
+zero on a saturated softmax; the report's ``worst_case`` takes the per-example minimum over all attacks
+at a radius. What that looks like at a small budget is in docs/results.md.
 """
 
 from robustjax.config import base_config, linf_suite, optimizer, parse_arg, shrink_for_smoke
 
 
 def margin_twins(c):
-    """Adds a PGD on the margin loss (``<label>_margin``) beside every PGD of ``c.eval.attacks``."""
+    """Adds a PGD on the margin loss (``<label>_margin``) beside every PGD of ``c.eval.attacks``, and puts
+    every curve on the margin loss (on the cross-entropy a curve would trace the masking)."""
     attacks = dict(c.eval.attacks)
     for label, spec in list(attacks.items()):
         if spec["attack"] == "pgd":
             attacks[f"{label}_margin"] = {**spec, "loss": "margin"}
     c.eval.attacks = attacks
+    c.eval.curves = {f"{label}_margin": {**spec, "loss": "margin"} for label, spec in dict(c.eval.curves).items()}
     return c
 
 

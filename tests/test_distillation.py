@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from robustjax import experiment
+from robustjax import attacks, experiment
 from robustjax.config import base_config, optimizer
 from robustjax.data.core import DataInfo
 from robustjax.defenses import distillation
@@ -124,6 +124,21 @@ def test_phases_and_the_deployed_classifier_at_temperature_one(tiny):
                                rtol=1e-6)
     longer = distillation.make(tiny_config(teacher_epochs=3.0), INFO, 2)
     assert [p.num_steps for p in longer.phases] == [6, 5]
+
+
+def test_cross_entropy_gradient_vanishes_at_the_margins_of_a_deployed_student():
+    """The masking the configs' margin-loss PGD is there for: a student trained at T = 100 and deployed
+    at T = 1 has logit margins in the hundreds, where float32 exp underflows."""
+    y = jnp.array([0])
+
+    def ce_grad(margin):
+        return jax.grad(lambda z: attacks.ce_loss(z, y).sum())(jnp.array([[margin, 0.0, -1.0]]))
+
+    assert float(jnp.abs(ce_grad(30.0)).min()) > 0.0  # a saturated softmax, still a usable gradient
+    np.testing.assert_array_equal(ce_grad(90.0), 0.0)  # exp(-90) underflows: nothing to follow
+    np.testing.assert_array_equal(ce_grad(100.0 * 10.0), 0.0)
+    margin = jax.grad(lambda z: attacks.margin_loss(z, y).sum())(jnp.array([[1000.0, 0.0, -1.0]]))
+    np.testing.assert_array_equal(margin, [[-1.0, 1.0, 0.0]])  # the margin loss does not care
 
 
 @pytest.mark.parametrize("change, message", [

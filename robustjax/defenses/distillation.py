@@ -17,16 +17,16 @@ Deployed: the student at temperature 1, i.e. its logits ``z_s`` as they are. The
 larger than the ones it was trained to calibrate, so its softmax saturates on almost every input: the
 gradient masking that Carlini and Wagner ("Defensive Distillation is Not Robust to Adversarial
 Examples", 2016) broke with a loss on the logits. An FGSM/PGD on the cross-entropy then sees a zero
-input gradient once ``exp`` of the logit margin underflows in float32 (a margin above about 88 to 104),
-even with ``robustjax.attacks.ce_loss``, which only survives the rounding of ``softmax_y`` to 1 (margins
-above ~17). The configs therefore also evaluate PGD on the margin loss (``"loss": "margin"``, Carlini and
+input gradient once ``exp`` of the logit margin underflows in float32: ``robustjax.attacks.ce_loss``
+survives the rounding of ``softmax_y`` to 1 (margins above ~17), but its gradient is exactly zero from a
+margin of about 88 on (tests/test_distillation.py pins both). The configs therefore also evaluate PGD on the margin loss (``"loss": "margin"``, Carlini and
 Wagner's): its gradient does not vanish however large the logits are, and PGD's sign step ignores its
 size.
 
 Config (``config.defense``; ``FIELDS``): ``temperature`` (T, 100 in the paper), ``teacher_epochs``
 (length of the teacher phase; 0, the default: as long as the student phase, ``config.train.epochs`` /
-``config.train.steps``, so one override changes both). Optimizers: ``config.train.optimizers.teacher`` / ``.classifier`` (each over
-``config.train.optimizer``).
+``config.train.steps``, so one override changes both). Optimizers:
+``config.train.optimizers.teacher`` / ``.classifier`` (each over ``config.train.optimizer``).
 
 Why no ``T**2`` factor on the student loss (Hinton et al. scale it so that soft and hard targets mix):
 Papernot et al. train on the soft labels alone, so there is nothing to balance; with Adam a constant
