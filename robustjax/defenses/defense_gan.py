@@ -70,8 +70,6 @@ from robustjax.defenses.base import (
     Defense,
     Phase,
     State,
-    TrainState,
-    accuracy,
     create_train_state,
     eval_logits_fn,
     eval_variables,
@@ -79,7 +77,7 @@ from robustjax.defenses.base import (
 )
 from robustjax.models.discriminators import WGANCritic
 from robustjax.models.generators import LatentGenerator, upsamplings
-from robustjax.types import Array, LogitsFn, Metrics, PRNGKey
+from robustjax.types import Array, Metrics, PRNGKey
 
 CLASSIFIER_DATA = ("clean", "reconstructions")
 BPDA_GRADIENT_AT = ("input", "reconstruction")
