@@ -1,5 +1,5 @@
-"""Discriminators: AC-GAN-style (a classifier body with a class head D_c and a real/fake head D_d), and
-GanDef's discriminator on a classifier's logits.
+"""Discriminators: AC-GAN-style (a classifier body with a class head D_c and a real/fake head D_d),
+GanDef's discriminator on a classifier's logits, and a WGAN critic (:class:`WGANCritic`, Defense-GAN's).
 
     from robustjax.models import discriminators
     d = discriminators.make_discriminator(config.model, num_classes=10)     # body = models.make(.., 0)
@@ -84,4 +84,34 @@ def make_discriminator(model_cfg, num_classes: int) -> ACDiscriminator:
     return ACDiscriminator(body=models.make(model_cfg, 0), num_classes=int(num_classes))
 
 
-__all__ = ["ACDiscriminator", "LogitDiscriminator", "make_discriminator"]
+class WGANCritic(nn.Module):
+    """A WGAN critic ``x [B, H, W, C] -> score [B]`` (unbounded; higher = more like the data).
+
+    ``n`` blocks Conv(F 2^k, 5, 2)-LeakyReLU(0.2) (``n = generators.upsamplings(H, W)``, ``F = 64 *
+    width``), flatten, Dense(1): the mirror of :class:`~robustjax.models.generators.LatentGenerator`. No
+    normalisation layer: the gradient penalty of WGAN-GP is taken per example, which BatchNorm would
+    couple across the batch (Gulrajani et al. leave it out of the critic for that reason).
+
+    Attributes:
+      width: multiplier of every hidden channel count (> 0).
+    """
+
+    width: float = 1.0
+
+    @nn.compact
+    def __call__(self, x: Array, train: bool = False) -> Array:
+        from robustjax.models.generators import upsamplings
+
+        if x.ndim != 4:
+            raise ValueError(f"the critic expects NHWC images [B, H, W, C]; got shape {x.shape}")
+        n = upsamplings(x.shape[1], x.shape[2])
+        h = x
+        for k in range(n):
+            h = nn.Conv(max(1, int(round(64 * 2 ** k * self.width))), (5, 5), strides=(2, 2), padding="SAME",
+                        name=f"conv{k + 1}")(h)
+            h = nn.leaky_relu(h, 0.2)
+        h = h.reshape((h.shape[0], -1))
+        return jnp.squeeze(nn.Dense(1, name="score")(h), -1)
+
+
+__all__ = ["ACDiscriminator", "LogitDiscriminator", "WGANCritic", "make_discriminator"]

@@ -1,5 +1,6 @@
-"""Image-to-image generators of ATGAN (Wang et al., "Improving Global Adversarial Robustness
-Generalization With Adversarially Trained GAN", Table 1): one per dataset.
+"""Generators: ATGAN's image-to-image networks (Wang et al., "Improving Global Adversarial Robustness
+Generalization With Adversarially Trained GAN", Table 1), one per dataset, and a latent-code generator
+``z -> image`` (:class:`LatentGenerator`, Defense-GAN's WGAN generator).
 
     from robustjax.models import generators
     g = generators.make_generator("mnist", out_channels=1, width=1.0)
@@ -27,7 +28,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax.numpy as jnp
 
-from robustjax.models.layers import ConvNormAct, ResBlock
+from robustjax.models.layers import BN_MOMENTUM, ConvNormAct, ResBlock
 from robustjax.types import Array
 
 GENERATORS = ("mnist", "svhn", "cifar10")
@@ -133,4 +134,63 @@ def make_generator(name: str, *, out_channels: int = 0, width: float = 1.0,
                      bounds=(float(bounds[0]), float(bounds[1])))
 
 
-__all__ = ["GENERATORS", "Generator", "make_generator", "total_stride"]
+# ----------------------------------------------------------------------------------------------
+# A generator from a latent code (DCGAN-style): Defense-GAN's WGAN generator.
+
+
+def upsamplings(height: int, width: int) -> int:
+    """How many stride-2 steps a :class:`LatentGenerator` (and a :class:`~robustjax.models.discriminators.
+    WGANCritic`) takes for ``height x width`` images: the largest ``n`` in {1, 2, 3} such that both sides
+    divide by ``2**n`` and the smallest feature map is at least 3 pixels wide (28 -> 7, 32 -> 4, 16 -> 4).
+
+    Raises:
+      ValueError: if no such ``n`` exists (odd or tiny images).
+    """
+    for n in (3, 2, 1):
+        step = 2 ** n
+        if height % step == 0 and width % step == 0 and min(height, width) // step >= 3:
+            return n
+    raise ValueError(f"a latent generator needs image sides divisible by 2 (at least 6 pixels); got "
+                     f"{height}x{width}: resize the images (e.g. data.image_size)")
+
+
+class LatentGenerator(nn.Module):
+    """``z [B, d] -> image [B, H, W, C]`` inside ``bounds`` (a DCGAN-style generator for a WGAN).
+
+    Dense(h0 * w0 * F 2^(n-1))-BN-ReLU, reshape to ``h0 x w0``, then ``n - 1`` blocks
+    TransConv(F 2^(n-2-i), 5, 2)-BN-ReLU and a last TransConv(C, 5, 2) whose sigmoid is mapped into
+    ``bounds``; ``n = upsamplings(H, W)`` and ``(h0, w0) = (H, W) / 2^n``; ``F = 64 * width``. MNIST
+    (28x28x1): 7x7x128 -> 14x14x64 -> 28x28x1, as in Gulrajani et al.'s WGAN-GP MNIST generator but for
+    its 4x4 start (their 8x8 map cropped to 7x7 is replaced by a 7x7 start here).
+
+    Attributes:
+      image_shape: ``(H, W, C)`` of the images it makes.
+      width: multiplier of every hidden channel count (> 0).
+      bounds: the pixel box of the outputs.
+    """
+
+    image_shape: tuple[int, int, int]
+    width: float = 1.0
+    bounds: tuple[float, float] = (0.0, 1.0)
+
+    @nn.compact
+    def __call__(self, z: Array, train: bool = False) -> Array:
+        if not self.width > 0:
+            raise ValueError(f"generator width must be > 0, got {self.width!r}")
+        if z.ndim != 2:
+            raise ValueError(f"the latent generator expects codes [B, latent_dim]; got shape {z.shape}")
+        height, width_px, channels = (int(v) for v in self.image_shape)
+        n = upsamplings(height, width_px)
+        h0, w0 = height // 2 ** n, width_px // 2 ** n
+        features = [_scaled(64 * 2 ** k, self.width) for k in range(n)]  # features[k]: k stages before the image
+        h = nn.Dense(h0 * w0 * features[n - 1], use_bias=False, name="project")(z)
+        h = nn.BatchNorm(use_running_average=not train, momentum=BN_MOMENTUM, name="project_bn")(h)
+        h = nn.relu(h).reshape((z.shape[0], h0, w0, features[n - 1]))
+        for k in range(n - 2, -1, -1):
+            h = ConvNormAct(features[k], 5, 2, activation="relu", transpose=True)(h, train)
+        h = nn.ConvTranspose(channels, (5, 5), strides=(2, 2), padding="SAME", name="to_image")(h)
+        lo, hi = self.bounds
+        return lo + (hi - lo) * nn.sigmoid(h)
+
+
+__all__ = ["GENERATORS", "Generator", "LatentGenerator", "make_generator", "total_stride", "upsamplings"]
