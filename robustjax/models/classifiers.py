@@ -23,8 +23,8 @@ Shared conventions (the training loop, the defenses and the attacks rely on them
 
 Parameter counts (10 classes, width 1): cw_mnist 312,202 and lenet 3,274,634 and zantedeschi_cnn
 710,218 and zantedeschi_resnet 353,994 (28x28x1); small_cnn 38,282 (16x16x1); allcnn 1,369,848,
-convpool_cnn 1,369,738, pgn_convpool_cnn 2,334,730, resnet18 11,173,962, densenet40 1,019,722 (32x32x3). tests/test_models.py
-recomputes them by hand.
+convpool_cnn 1,369,738, pgn_convpool_cnn 2,334,730, resnet18 11,173,962, densenet40 1,019,722
+(32x32x3). tests/test_models.py recomputes them by hand.
 """
 
 from __future__ import annotations
