@@ -17,13 +17,14 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any
 
-from robustjax.defenses import atgan, fields, pgd_at, standard
+from robustjax.defenses import atgan, fields, pgd_at, pgn, standard
 from robustjax.defenses.base import Defense, Detector, Phase, TrainState, bpda
 
 DEFENSES: dict[str, ModuleType] = {
     "atgan": atgan,
     "standard": standard,
     "pgd_at": pgd_at,
+    "pgn": pgn,
 }
 
 
