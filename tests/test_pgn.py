@@ -15,6 +15,7 @@ from robustjax import errors, experiment, models
 from robustjax.config import base_config, optimizer
 from robustjax.data.core import DataInfo
 from robustjax.defenses import pgn
+from robustjax.models import pgn_generator
 from robustjax.models.pgn_generator import PerturbationGenerator
 from tests.test_config import load_config
 
@@ -193,6 +194,24 @@ def test_generator_matches_table1(k):
     shapes = {name: inter["intermediates"][name]["__call__"][0].shape for name in kernels}
     assert shapes == {"dense1": (2, 1024), "dense2": (2, 8192), "upconv1": (2, 16, 16, 128),
                       "upconv2": (2, 32, 32, 128), "upconv3": (2, 32, 32, 128), "upconv4": (2, 32, 32, 3)}
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_upconv_is_flax_conv_transpose(stride):
+    """The generator's upconvs compute nn.ConvTranspose(3x3, SAME) exactly, from the same parameters."""
+    import flax.linen as nn
+
+    x = jnp.asarray(np.random.default_rng(5).normal(size=(2, 5, 6, 4)), jnp.float32)
+    ours = pgn_generator.Upconv(7, stride)
+    flax_t = nn.ConvTranspose(7, (3, 3), strides=(stride, stride), padding="SAME")
+    v = ours.init(jax.random.PRNGKey(0), x)
+    v_flax = flax_t.init(jax.random.PRNGKey(0), x)
+    assert jax.tree.map(jnp.shape, v) == jax.tree.map(jnp.shape, v_flax)
+    np.testing.assert_allclose(v["params"]["kernel"], v_flax["params"]["kernel"])  # same initialiser
+    v = {"params": {"kernel": v["params"]["kernel"], "bias": jnp.arange(7.0)}}
+    y = ours.apply(v, x)
+    assert y.shape == (2, 5 * stride, 6 * stride, 7)
+    np.testing.assert_allclose(y, flax_t.apply(v, x), rtol=1e-5, atol=1e-5)
 
 
 def test_generator_reads_all_three_inputs_and_refuses_bad_sizes(tiny):
@@ -409,6 +428,8 @@ def cifar10_run(tmp_path_factory):
     assert c.data.source == "synthetic"
     assert c.eval.attacks.autoattack_l2_0p5.version == "standard"
     c.eval.attacks.autoattack_l2_0p5.attacks = ["apgd-ce"]  # AutoAttack's own tests run the rest; saves time
+    assert c.eval.curves.mim_l2.norm == "l2"
+    c.eval.curves = {}  # the MIM curve is MIM again: its attack runs above
     return workdir, experiment.run(c, workdir)
 
 
@@ -419,7 +440,6 @@ def test_cifar10_smoke_runs_every_attack_of_the_papers_table(cifar10_run):
     for label in ("fgm_l2_0p5", "mim_l2_0p5", "autoattack_l2_0p5"):
         r = results["attacks"][label]
         assert r["norm"] == "l2" and r["eps"] == 0.5 and r["budget_violations"] == 0, label
-    assert results["curves"]["mim_l2"]["norm"] == "l2"
 
 
 def test_cifar100_smoke_on_the_standin(tmp_path):
@@ -432,3 +452,25 @@ def test_cifar100_smoke_on_the_standin(tmp_path):
     assert results["info"]["dataset"] == "cifar100-standin"
     params = json.load(open(os.path.join(str(tmp_path), "config.json")))
     assert params["defense"]["name"] == "pgn"
+
+
+def test_results_script_balances_benign_accuracy_by_early_stopping():
+    """benchmarks/pgn.py's protocol: each defended row takes its checkpoint closest to the naive network's
+    final accuracy; if one never gets there, every row (the naive one too) is early-stopped to the lowest
+    best accuracy among them."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_pgn", os.path.join(os.path.dirname(__file__), "..",
+                                                                             "benchmarks", "pgn.py"))
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    rows = {"naive": "n", "fgm": "f", "pgn": "p"}
+    traj = {"n": [(10, 0.50), (20, 0.60), (30, 0.70)], "f": [(10, 0.55), (20, 0.69), (30, 0.74)],
+            "p": [(10, 0.40), (20, 0.71), (30, 0.72)]}
+    b = bench.balance(traj, rows, tolerance=0.01)
+    assert b["target"] == 0.70 and b["rule"].startswith("naive")
+    assert {k: v["step"] for k, v in b["rows"].items()} == {"naive": 30, "fgm": 20, "pgn": 20}
+    traj["p"] = [(10, 0.40), (20, 0.55), (30, 0.62)]  # PGN never reaches 0.70: everyone meets at 0.62
+    b = bench.balance(traj, rows, tolerance=0.01)
+    assert b["target"] == 0.62 and "lowest best" in b["rule"]
+    assert {k: v["step"] for k, v in b["rows"].items()} == {"naive": 20, "fgm": 20, "pgn": 30}

@@ -30,6 +30,14 @@ Choices made here (Table 1 does not say):
   32x32), so H and W must be multiples of 4.
 - The gradient image enters unscaled, as it is.
 - ``width`` multiplies every hidden size (1024, 128) for smoke tests; 1.0 is the paper's network.
+
+How the upconvs are computed (not a modelling choice): :class:`Upconv` is exactly flax's
+``nn.ConvTranspose(features, (3, 3), strides=(s, s), padding="SAME")`` (same parameters, same
+initialisers, same outputs; tests/test_pgn.py compares them). For stride 2 it evaluates the four output
+phases as small ordinary convolutions of the input (2x2, 2x1, 1x2 and 1x1 taps of the 3x3 kernel) and
+interleaves them, instead of convolving an input dilated with zeros: a quarter of the multiply-adds, and
+on XLA:CPU about 5x faster forward and backward (the backward of a dilated convolution takes a slow path
+there).
 """
 
 from __future__ import annotations
@@ -45,6 +53,52 @@ UPSAMPLE = 4  # two stride-2 upconvs: the dense map is (H / 4) x (W / 4)
 
 def _scaled(n: int, width: float) -> int:
     return max(1, int(n * width + 0.5))
+
+
+def _conv_valid(x: Array, kernel: Array) -> Array:
+    return jax.lax.conv_general_dilated(x, kernel, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+def conv_transpose_3x3(x: Array, kernel: Array, stride: int) -> Array:
+    """``lax.conv_transpose(x, kernel, (stride, stride), "SAME")`` (no bias) for a 3x3 HWIO ``kernel`` and
+    stride 1 or 2, without dilating the input (see the module docstring).
+
+    Stride 2: output row ``2i`` is ``x[i - 1] k[0] + x[i] k[2]`` and row ``2i + 1`` is ``x[i] k[1]`` (the
+    same for columns), so each of the four phases is a VALID convolution of the input, padded by one row
+    (column) in front for the even phase, with its taps of the kernel. Stride 1 is an ordinary SAME
+    convolution with the kernel as it is.
+    """
+    if stride == 1:
+        return jax.lax.conv_general_dilated(x, kernel, (1, 1), ((1, 1), (1, 1)),
+                                            dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    if stride != 2:
+        raise ValueError(f"conv_transpose_3x3: stride must be 1 or 2, got {stride!r}")
+    taps = {0: (0, 2), 1: (1,)}  # output phase -> the kernel rows (columns) that reach it
+    rows = []
+    for a in (0, 1):
+        phases = []
+        for b in (0, 1):
+            inp = jnp.pad(x, ((0, 0), (1 - a, 0), (1 - b, 0), (0, 0)))
+            k = kernel[jnp.asarray(taps[a])][:, jnp.asarray(taps[b])]
+            phases.append(_conv_valid(inp, k))
+        rows.append(jnp.stack(phases, axis=3))  # [B, H, W, 2 (b), C]
+    y = jnp.stack(rows, axis=2)                   # [B, H, 2 (a), W, 2 (b), C]
+    n, h, _, w, _, c = y.shape
+    return y.reshape(n, 2 * h, 2 * w, c)
+
+
+class Upconv(nn.Module):
+    """A 3x3 transposed convolution with SAME padding and a bias: ``nn.ConvTranspose``'s parameters,
+    initialisers and outputs, computed by :func:`conv_transpose_3x3`."""
+
+    features: int
+    stride: int = 1
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        kernel = self.param("kernel", nn.initializers.lecun_normal(), (3, 3, x.shape[-1], self.features))
+        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
+        return conv_transpose_3x3(x, kernel.astype(x.dtype), self.stride) + bias
 
 
 class PerturbationGenerator(nn.Module):
@@ -81,7 +135,7 @@ class PerturbationGenerator(nn.Module):
             label_map = jnp.broadcast_to(onehot[:, None, None, :], fmap.shape[:3] + (self.num_classes,))
             return jnp.concatenate([fmap, label_map], axis=-1)
 
-        upconv = lambda f, s, name: nn.ConvTranspose(f, (3, 3), strides=(s, s), padding="SAME", name=name)  # noqa: E731
+        upconv = lambda f, s, name: Upconv(f, s, name=name)  # noqa: E731
         z = act(nn.Dense(hidden, name="dense1")(onehot))
         z = act(nn.Dense(h0 * w0 * ch, name="dense2")(jnp.concatenate([z, onehot], axis=-1)))
         z = z.reshape(b, h0, w0, ch)
@@ -91,4 +145,4 @@ class PerturbationGenerator(nn.Module):
         return upconv(c, 1, "upconv4")(z)
 
 
-__all__ = ["PerturbationGenerator", "UPSAMPLE"]
+__all__ = ["PerturbationGenerator", "UPSAMPLE", "Upconv", "conv_transpose_3x3"]
