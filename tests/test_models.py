@@ -32,6 +32,8 @@ CASES = {
     # width 0.25: 96 -> 24, 192 -> 48, 10 -> 3 (2.5 rounds half up); 16 -> 8 -> 4 -> VALID 2.
     "allcnn": ({"width": 0.25}, (16, 16, 3), 3, (16, 16, 24)),
     "convpool_cnn": ({"width": 0.25}, (16, 16, 3), 48, (16, 16, 24)),
+    # width 0.125: 64/128/256/512 -> 8/16/32/64; three 2x2 average pools: 16 -> 8 -> 4 -> 2.
+    "pgn_convpool_cnn": ({"width": 0.125}, (16, 16, 3), 64, (16, 16, 8)),
     # width 0.125: 64/128/256/512 -> 8/16/32/64.
     "resnet18": ({"width": 0.125}, (8, 8, 3), 64, (8, 8, 8)),
     # width 0.25: growth 12 -> 3, first conv 16 -> 4; depth 10 = 2 layers a block (full depth: the
@@ -155,6 +157,11 @@ FULL_SIZE = {  # name -> (config, input shape, hand count for 10 classes)
     ),
     "allcnn": ({}, (32, 32, 3), allcnn_count()),
     "convpool_cnn": ({}, (32, 32, 3), allcnn_count() - dense(10, 10)),
+    "pgn_convpool_cnn": (
+        {}, (32, 32, 3),
+        conv(3, 3, 64) + conv(3, 64, 128) + conv(3, 128, 128) + conv(3, 128, 256) + conv(3, 256, 256)
+        + conv(3, 256, 512) + conv(3, 512, 10),
+    ),
     "resnet18": ({}, (32, 32, 3), resnet18_count()),
     "densenet40": ({}, (32, 32, 3), densenet40_count()),
     "mlp": ({"hidden": [64, 64]}, (2,), dense(2, 64) + dense(64, 64) + dense(64, 10)),
@@ -191,6 +198,7 @@ def test_known_published_sizes():
     assert FULL_SIZE["resnet18"][2] == 11_173_962  # the usual CIFAR ResNet-18 figure (~11.17M)
     assert FULL_SIZE["densenet40"][2] == 1_019_722  # Huang et al. Table 2: 1.0M
     assert FULL_SIZE["cw_mnist"][2] == 312_202
+    assert FULL_SIZE["pgn_convpool_cnn"][2] == 2_334_730  # the PGN paper's Table 1 ConvPool-CNN
 
 
 def test_allcnn_downsample_variants_have_equal_size():
@@ -277,7 +285,8 @@ def test_batchnorm_updates_stats_only_in_train_mode(name):
 
 
 def test_no_batch_stats_without_batchnorm():
-    for name in ("cw_mnist", "lenet", "small_cnn", "zantedeschi_cnn", "allcnn", "convpool_cnn", "mlp"):
+    for name in ("cw_mnist", "lenet", "small_cnn", "zantedeschi_cnn", "allcnn", "convpool_cnn", "pgn_convpool_cnn",
+                 "mlp"):
         assert "batch_stats" not in built(name)[1], name
     m = models.make({"name": "zantedeschi_resnet"}, 10)
     v = jax.eval_shape(lambda k: m.init(k, jnp.zeros((1, 28, 28, 1))), jax.random.key(0))

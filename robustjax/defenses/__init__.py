@@ -18,7 +18,7 @@ from types import ModuleType
 from typing import Any
 
 from robustjax.defenses import (atgan, defense_gan, distillation, feature_squeezing, fgsm_at, fields, gandef, gda,
-                                label_smoothing, logit_pairing, mix_pgd, pgd_at, standard, trades, vat)
+                                label_smoothing, logit_pairing, mix_pgd, pgd_at, pgn, standard, trades, vat)
 from robustjax.defenses.base import Defense, Detector, Phase, TrainState, bpda
 
 DEFENSES: dict[str, ModuleType] = {
@@ -37,6 +37,7 @@ DEFENSES: dict[str, ModuleType] = {
     "distillation": distillation,
     "feature_squeezing": feature_squeezing,
     "defense_gan": defense_gan,
+    "pgn": pgn,
 }
 
 

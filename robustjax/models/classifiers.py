@@ -23,8 +23,9 @@ Shared conventions (the training loop, the defenses and the attacks rely on them
 
 Parameter counts (10 classes, width 1): cw_mnist 312,202 and lenet 3,274,634 and zantedeschi_cnn
 710,218 and zantedeschi_resnet 353,994 (28x28x1); small_cnn 38,282 (16x16x1); allcnn 1,369,848
-(``variant="table4"``: 1,406,794), convpool_cnn 1,369,738, resnet18 11,173,962, densenet40 1,019,722
-(32x32x3). tests/test_models.py and tests/test_gandef.py (allcnn table4) recompute them by hand.
+(``variant="table4"``: 1,406,794), convpool_cnn 1,369,738, pgn_convpool_cnn 2,334,730, resnet18 11,173,962,
+densenet40 1,019,722 (32x32x3). tests/test_models.py and tests/test_gandef.py (allcnn table4) recompute
+them by hand.
 """
 
 from __future__ import annotations
@@ -228,7 +229,11 @@ class AllCNN(Classifier):
 
 class ConvPoolCNN(Classifier):
     """ConvPool-CNN-C (Springenberg et al., "Striving for Simplicity: The All Convolutional Net", 2015,
-    Table 2), the classifier of the perturbation-generator paper.
+    Table 2): ``convpool_cnn``, the benchmarks' CIFAR-10 speed model (``benchmarks/common.py``).
+
+    Not the PGN paper's "ConvPool-CNN" (Table 1 of "Adversarial Training with Perturbation Generator
+    Networks": 64-512 channels, average pooling, no dropout): that one is :class:`PGNConvPoolCNN`,
+    ``pgn_convpool_cnn``.
 
     dropout(0.2) on the input; 3 x conv3x3-96 SAME, maxpool 3x3 stride 2, dropout(0.5); 3 x conv3x3-192
     SAME, maxpool 3x3 stride 2, dropout(0.5); conv3x3-192 VALID, conv1x1-192, conv1x1-num_classes,
@@ -276,6 +281,46 @@ class ConvPoolCNN(Classifier):
         if self.num_classes == 0:
             return layers.global_avg_pool(h)
         h = nn.Conv(self.num_classes, (1, 1), kernel_init=HE_NORMAL, name="head")(h)
+        return layers.global_avg_pool(h)
+
+
+class PGNConvPoolCNN(Classifier):
+    """The PGN paper's "ConvPool-CNN" (Table 1 of "Adversarial Training with Perturbation Generator
+    Networks"): ``pgn_convpool_cnn``, the classifier of ``robustjax/defenses/pgn.py`` and its baselines.
+
+    conv3x3-64, conv3x3-128, avgpool 2x2, conv3x3-128, conv3x3-256, avgpool 2x2, conv3x3-256,
+    conv3x3-512, avgpool 2x2, conv3x3-num_classes, global average pool -> logits (32x32 input:
+    32 -> 16 -> 8 -> 4). Every conv is SAME with a bias; no dropout, no BatchNorm (Table 1: "Dropout -",
+    "Weight Decay 0"). 2,334,730 parameters for 10 classes.
+
+    Not Springenberg's ConvPool-CNN-C (:class:`ConvPoolCNN`, ``convpool_cnn``: 96/192 channels, 3x3 max
+    pooling, dropout), a different network of the same name.
+
+    Table 1 gives no activation or initialisation. Its layer list is exactly the all-convolutional model
+    of the CleverHans library the paper says it used (filters 64 << scale), so that model's choices are
+    taken: leaky ReLU (slope 0.2) after every conv, the class-score conv included (its scores are
+    therefore never clipped at zero: slope 0.2 below it, so no gradient is masked), and He-normal kernels.
+    ``activation`` may override the leaky ReLU. With ``num_classes=0`` the features are the globally
+    pooled 512-channel map before the class-score conv.
+    """
+
+    activation: str = "leaky_relu"
+
+    @nn.compact
+    def __call__(self, x: Array, train: bool = False) -> Array:
+        conv = lambda f, name: nn.Conv(f, (3, 3), padding="SAME", kernel_init=HE_NORMAL, name=name)  # noqa: E731
+        h = self._prepare(x)
+        i = 0
+        for f1, f2 in ((64, 128), (128, 256), (256, 512)):
+            for f in (f1, f2):
+                i += 1
+                h = self._act(conv(self._ch(f), f"conv{i}")(h))
+                if i == 1:
+                    self._sow_first(h)
+            h = layers.avg_pool_2x2(h)
+        if self.num_classes == 0:
+            return layers.global_avg_pool(h)
+        h = self._act(conv(self.num_classes, "head")(h))
         return layers.global_avg_pool(h)
 
 
@@ -513,6 +558,7 @@ __all__ = [
     "DenseNet40",
     "LeNet",
     "MLP",
+    "PGNConvPoolCNN",
     "ResNet18",
     "SmallCNN",
     "ZantedeschiCNN",
