@@ -159,6 +159,10 @@ def run(config, workdir: str, *, on_step=None, allow_config_change: bool = False
     """
     t_start = time.time()
     defense, train_ds, test_ds, info, spe = build(config)
+    if jax.process_count() > 1 and not config.train.data_parallel:
+        raise errors.ConfigError(f"config.train.data_parallel=False, but this run has {jax.process_count()} "
+                                 "processes (--distributed): several hosts train one model only in data "
+                                 "parallel; set it to True or run one process")
     if config.smoke:
         print(f"[robustjax] SMOKE RUN: {len(train_ds)} training examples of {info.name} "
               f"({'synthetic stand-in data, not the real dataset' if info.source == 'synthetic' else info.source})"
@@ -172,10 +176,6 @@ def run(config, workdir: str, *, on_step=None, allow_config_change: bool = False
     state = xla.jit(defense.init)(init_key, sample)  # one compile instead of hundreds of eager ops
     t = config.train
     shard, (process_index, process_count) = None, (0, 1)
-    if jax.process_count() > 1 and not t.data_parallel:
-        raise errors.ConfigError(f"config.train.data_parallel=False, but this run has {jax.process_count()} "
-                                 "processes (--distributed): several hosts train one model only in data "
-                                 "parallel; set it to True or run one process")
     if jax.device_count() > 1 and t.data_parallel:
         mesh = sharding.make_mesh()
         sharding.check_batch_size(config.data.batch_size, mesh)

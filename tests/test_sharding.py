@@ -372,3 +372,12 @@ def test_loop_options_refuse_a_batch_that_does_not_split_over_the_processes(tmp_
                          shard_batch=lambda b: b)
     with pytest.raises(errors.ConfigError, match="need shard_batch"):
         loop.LoopOptions(workdir=str(tmp_path), batch_size=32, process_index=1, process_count=4)
+
+
+def test_several_processes_refuse_to_train_without_data_parallelism(monkeypatch, tmp_path):
+    c = config("pgd_at")
+    c.train.data_parallel = False
+    monkeypatch.setattr(jax, "process_count", lambda: 2)
+    with pytest.raises(errors.ConfigError, match=r"config\.train\.data_parallel=False, but this run has 2 processes"):
+        experiment.run(c, str(tmp_path))
+    assert not (tmp_path / "checkpoints").exists()
