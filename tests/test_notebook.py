@@ -53,3 +53,19 @@ def test_quickstart_notebook_runs_on_cpu(tmp_path):
     assert _images(report) == 2  # curves.png and examples.png, inline
     assert any("text/markdown" in o.get("data", {}) for o in report.outputs)
     print(f"notebook executed in {elapsed:.1f} s")
+
+
+def test_install_cell_without_robustjax_asks_where_to_install_from(tmp_path):
+    """The install cell's other branch, without installing anything: a Python that cannot import robustjax
+    (-S: no site-packages), run outside a checkout and without ROBUSTJAX_PIP, stops with the way out."""
+    import subprocess
+    import sys
+
+    install = nbformat.read(NOTEBOOK, as_version=4).cells[1].source
+    assert "pip" in install and 'find_spec("robustjax")' in install
+    (tmp_path / "cwd").mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("ROBUSTJAX_PIP", "PYTHONPATH")}
+    proc = subprocess.run([sys.executable, "-S", "-c", install], cwd=tmp_path / "cwd", env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert "RuntimeError: robustjax is not installed: set ROBUSTJAX_PIP" in proc.stderr
