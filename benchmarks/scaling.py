@@ -20,6 +20,7 @@ that includes the compilation (reported separately).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import subprocess
@@ -37,13 +38,11 @@ def child(args) -> dict:
     import jax
     import jax.numpy as jnp
     import numpy as np
-    from ml_collections import config_flags  # noqa: F401  (config files import ml_collections)
 
     sys.path.insert(0, ROOT)
     from robustjax import data, experiment, xla
     from robustjax.train import loop, sharding
 
-    import importlib.util
     spec = importlib.util.spec_from_file_location("bench_config", os.path.join(ROOT, args.config))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

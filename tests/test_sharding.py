@@ -4,13 +4,14 @@ BatchNorm statistics over the global batch; which rows each process reads (robus
 docs/scaling.md).
 
 The device count is fixed when JAX starts, so the 8-device side runs in ONE child process
-(``XLA_FLAGS=--xla_force_host_platform_device_count=8``) that does every 8-device check; the 1-device side
-runs in the test process. Both go through ``experiment.run``, as ``main.py`` does.
+(``XLA_FLAGS=--xla_force_host_platform_device_count=8``) that does every 8-device check, and the 1-device
+runs in another (both with a persistent compilation cache: every ``experiment.run`` builds new step
+functions, and the cache compiles the same program once); the test process resumes the 8-device
+checkpoint on its one device and compares. Every run goes through ``experiment.run``, as ``main.py`` does.
 """
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from types import SimpleNamespace
@@ -87,20 +88,39 @@ def metrics(workdir) -> list[dict]:
     return [{k: v for k, v in r.items() if k != "steps_per_sec"} for r in loop.read_metrics(str(workdir))]
 
 
-# The child: every 8-device run. argv[1] is the shared directory; the parent has already written the
-# 1-device workdirs the child continues (atgan-1-crashed, pgd_at-1-finished).
-_CHILD = r"""
+# The children. argv[1] is the shared directory. The 1-device child runs first; the 8-device child continues
+# two of its workdirs (atgan-1-crashed, pgd_at-1-finished).
+_PREAMBLE = r"""
 import json, shutil, sys
 import jax
 import numpy as np
 jax.config.update("jax_disable_most_optimizations", True)
-# Each experiment.run builds new step functions; the persistent cache compiles the same program once.
-jax.config.update("jax_compilation_cache_dir", sys.argv[1] + "/xla_cache")
+jax.config.update("jax_compilation_cache_dir", sys.argv[1] + f"/xla_cache_{jax.device_count()}")
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
 jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 from robustjax import experiment
 from robustjax.train import loop, sharding
 from tests.test_sharding import Crash, CRASH_AT, config, crash_at, numbers, template
+"""
+
+_ONE_DEVICE = _PREAMBLE + r"""
+tmp = sys.argv[1]
+assert jax.device_count() == 1, jax.devices()
+out = {}
+for name in ("standard", "pgd_at"):
+    out[name] = numbers(experiment.run(config(name), f"{tmp}/{name}-1"))
+shutil.copytree(f"{tmp}/pgd_at-1", f"{tmp}/pgd_at-1-finished")     # the 8-device child evaluates it
+try:
+    experiment.run(config("atgan"), f"{tmp}/atgan-1", on_step=crash_at(CRASH_AT))
+except Crash:
+    pass
+shutil.copytree(f"{tmp}/atgan-1", f"{tmp}/atgan-1-crashed")        # the 8-device child resumes it
+out["atgan"] = numbers(experiment.run(config("atgan"), f"{tmp}/atgan-1"))
+with open(f"{tmp}/one.json", "w") as f:
+    json.dump(out, f)
+"""
+
+_CHILD = _PREAMBLE + r"""
 tmp = sys.argv[1]
 assert jax.device_count() == 8, jax.devices()
 out = {}
@@ -110,7 +130,7 @@ try:
     experiment.run(config("atgan"), f"{tmp}/atgan-8", on_step=crash_at(CRASH_AT))
 except Crash:
     pass
-shutil.copytree(f"{tmp}/atgan-8", f"{tmp}/atgan-8-crashed")        # the parent resumes it on 1 device
+shutil.copytree(f"{tmp}/atgan-8", f"{tmp}/atgan-8-crashed")        # the test process resumes it on 1 device
 out["atgan"] = numbers(experiment.run(config("atgan"), f"{tmp}/atgan-8"))
 out["atgan_1_resumed_on_8"] = numbers(experiment.run(config("atgan"), f"{tmp}/atgan-1-crashed"))
 out["pgd_at_1_evaluated_on_8"] = numbers(experiment.run(config("pgd_at"), f"{tmp}/pgd_at-1-finished"))
@@ -145,27 +165,27 @@ with open(f"{tmp}/child.json", "w") as f:
 """
 
 
+def _child(script: str, tmp, devices: int) -> None:
+    env = dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS="cpu",
+               XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+    proc = subprocess.run([sys.executable, "-c", script, str(tmp)], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=900)
+    assert proc.returncode == 0, f"{devices}-device child:\n{proc.stderr[-4000:]}"
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """Every run, once: the 1-device ones here, the 8-device ones in one child process."""
+    """Every run, once: the 1-device ones in one child, the 8-device ones in another, and the 8 -> 1
+    resume here."""
     tmp = tmp_path_factory.mktemp("sharding")
-    one = {}
-    for name in ("standard", "pgd_at"):
-        one[name] = numbers(experiment.run(config(name), str(tmp / f"{name}-1")))
-    shutil.copytree(tmp / "pgd_at-1", tmp / "pgd_at-1-finished")
-    with pytest.raises(Crash):
-        experiment.run(config("atgan"), str(tmp / "atgan-1"), on_step=crash_at(CRASH_AT))
-    shutil.copytree(tmp / "atgan-1", tmp / "atgan-1-crashed")  # the child resumes it on 8 devices
-    one["atgan"] = numbers(experiment.run(config("atgan"), str(tmp / "atgan-1")))
-
-    env = dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS="cpu",
-               XLA_FLAGS="--xla_force_host_platform_device_count=8")
-    proc = subprocess.run([sys.executable, "-c", _CHILD, str(tmp)], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    _child(_ONE_DEVICE, tmp, 1)
+    _child(_CHILD, tmp, 8)
+    with open(tmp / "one.json") as f:
+        one = json.load(f)
     with open(tmp / "child.json") as f:
         eight = json.load(f)
-    one["atgan_8_resumed_on_1"] = numbers(experiment.run(config("atgan"), str(tmp / "atgan-8-crashed")))
+    resumed = experiment.run(config("atgan"), str(tmp / "atgan-8-crashed"))
+    one["atgan_8_resumed_on_1"] = json.loads(json.dumps(numbers(resumed)))  # as the children's, through JSON
     return SimpleNamespace(tmp=tmp, one=one, eight=eight)
 
 
