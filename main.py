@@ -43,7 +43,14 @@ def default_workdir(config_arg: str, now: float | None = None) -> str:
 
 
 _DISTRIBUTED = flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize() first (multi-host "
-                                 "GPU/TPU; the coordinator is found from the environment).")
+                                 "GPU/TPU; on TPU pods, SLURM and Open MPI the processes find each other from the "
+                                 "environment, elsewhere give --coordinator_address, --num_processes, --process_id).")
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None, "With --distributed: host:port of process 0, the "
+                                   "same on every process (default: from the environment).")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "With --distributed: how many processes (hosts) run "
+                                      "this command (default: from the environment).")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "With --distributed: this process's index, 0 .. "
+                                   "num_processes - 1 (default: from the environment).")
 _ALLOW_CONFIG_CHANGE = flags.DEFINE_bool("allow_config_change", False, "Resume a --workdir even though the config "
                                          "changes training (the change is recorded and stated in the report).")
 
@@ -72,7 +79,10 @@ def main(argv):
     if _DISTRIBUTED.value:
         import jax
 
-        jax.distributed.initialize()
+        # Processes whose devices are CPUs need a collectives library between them (GPU/TPU ignore this).
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        jax.distributed.initialize(coordinator_address=_COORDINATOR.value, num_processes=_NUM_PROCESSES.value,
+                                   process_id=_PROCESS_ID.value)
     from robustjax import errors, experiment  # after flag parsing: keeps --help fast
     from robustjax.train.loop import NonFiniteLossError
 

@@ -162,6 +162,10 @@ def run(config, workdir: str, *, on_step=None, allow_config_change: bool = False
     """
     t_start = time.time()
     defense, train_ds, test_ds, info, spe = build(config)
+    if jax.process_count() > 1 and not config.train.data_parallel:
+        raise errors.ConfigError(f"config.train.data_parallel=False, but this run has {jax.process_count()} "
+                                 "processes (--distributed): several hosts train one model only in data "
+                                 "parallel; set it to True or run one process")
     if config.smoke:
         print(f"[robustjax] SMOKE RUN: {len(train_ds)} training examples of {info.name} "
               f"({'synthetic stand-in data, not the real dataset' if info.source == 'synthetic' else info.source})"
@@ -174,16 +178,18 @@ def run(config, workdir: str, *, on_step=None, allow_config_change: bool = False
     sample = train_ds.get(np.arange(config.data.batch_size))
     state = xla.jit(defense.init)(init_key, sample)  # one compile instead of hundreds of eager ops
     t = config.train
-    shard = None
+    shard, (process_index, process_count) = None, (0, 1)
     if jax.device_count() > 1 and t.data_parallel:
         mesh = sharding.make_mesh()
         sharding.check_batch_size(config.data.batch_size, mesh)
         state = sharding.replicate(state, mesh)
         shard = lambda batch: sharding.shard_batch(batch, mesh)  # noqa: E731
+        process_index, process_count = sharding.input_shard(mesh)
     options = loop.LoopOptions(
         workdir=workdir, batch_size=config.data.batch_size, seed=config.seed, log_every=t.log_every,
         checkpoint_every=t.checkpoint_every, keep_checkpoints=t.keep_checkpoints,
         progress=None if t.progress else False, on_step=on_step, shard_batch=shard,
+        process_index=process_index, process_count=process_count,
         on_start=lambda meta: _write_config(workdir, config_json, change),  # once the checkpoint is checked
     )
     state = loop.fit(defense, state, train_ds, key=train_key, options=options)

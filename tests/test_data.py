@@ -373,6 +373,51 @@ def test_train_batches_seek_is_constant_time():
     np.testing.assert_array_equal(batch["label"], data.epoch_permutation(1000, 0, epoch)[offset * 10:][:10])
 
 
+@pytest.mark.parametrize("start_step", [0, 3, 9])  # from the start; mid epoch 0; after a seek into epoch 2
+@pytest.mark.parametrize("process_count", [2, 4])
+def test_each_process_reads_its_rows_and_together_they_are_the_global_batch(process_count, start_step):
+    ds = _indexed(23)
+    steps = 7  # crosses epoch boundaries (4 steps per epoch)
+    whole = _take(data.train_batches(ds, 8, seed=5, start_step=start_step), steps)
+    parts = [_take(data.train_batches(ds, 8, seed=5, start_step=start_step, process_index=i,
+                                      process_count=process_count), steps) for i in range(process_count)]
+    for s in range(steps):
+        local = [p[s] for p in parts]
+        assert all(b["label"].shape == (8 // process_count,) for b in local)
+        assert all(b["image"].shape == (8 // process_count, 4, 4, 1) for b in local)
+        # In process order, the local rows are the global batch (images travel with their labels).
+        np.testing.assert_array_equal(np.concatenate([b["label"] for b in local]), whole[s]["label"])
+        np.testing.assert_array_equal(np.concatenate([b["image"] for b in local]), whole[s]["image"])
+    # A process's stream does not depend on where it was started: the resume position is the step.
+    tail = _take(data.train_batches(ds, 8, seed=5, start_step=start_step + 2, process_index=1,
+                                    process_count=process_count), steps - 2)
+    for a, b in zip(parts[1][2:], tail):
+        np.testing.assert_array_equal(a["label"], b["label"])
+
+
+def test_a_process_gathers_only_its_own_rows():
+    ds = _indexed(40)
+    requested = []
+
+    class Spy(data.ArrayDataset):
+        def get(self, idx):
+            requested.append(np.asarray(idx))
+            return super().get(idx)
+
+    spy = Spy(ds.images, ds.labels)
+    _take(data.train_batches(spy, 8, seed=0, process_index=3, process_count=4), 3)
+    assert [len(r) for r in requested] == [2, 2, 2]
+    assert data.process_rows(8, 3, 4) == slice(6, 8)
+
+
+def test_process_sharding_errors():
+    ds = _indexed(23)
+    with pytest.raises(ValueError, match="batch_size 6 does not split evenly over 4 processes"):
+        next(data.train_batches(ds, 6, seed=0, process_index=0, process_count=4))
+    with pytest.raises(ValueError, match=r"process_index must lie in \[0, process_count\), got 2 of 2"):
+        next(data.train_batches(ds, 4, seed=0, process_index=2, process_count=2))
+
+
 def test_batching_errors():
     ds = _indexed(4)
     with pytest.raises(ValueError, match="larger than the training set"):

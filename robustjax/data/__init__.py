@@ -20,8 +20,8 @@ uint8 array and the training stream is a pure function of ``(seed, step)`` - see
 is O(1) in the number of steps already taken, with no iterator state to checkpoint.
 """
 
-from robustjax.data.batching import (epoch_permutation, eval_batches, prefetch, steps_per_epoch,
-                                     train_batches)
+from robustjax.data.batching import (epoch_permutation, eval_batches, prefetch, process_rows,
+                                     steps_per_epoch, train_batches)
 from robustjax.data.core import ArrayDataset, DataInfo, DatasetUnavailableError, validate
 from robustjax.data.loader import DEFAULTS, SOURCES, infer_source, load
 from robustjax.data.sources import TOY2D_NAMES, load_digits, load_npz, load_toy2d
@@ -31,5 +31,6 @@ from robustjax.data.tfds_source import TFDS_NAMES, load_tfds
 __all__ = [
     "ArrayDataset", "DataInfo", "DatasetUnavailableError", "DEFAULTS", "SOURCES", "TFDS_NAMES",
     "TOY2D_NAMES", "epoch_permutation", "eval_batches", "infer_source", "load", "load_digits", "load_npz",
-    "load_synthetic", "load_tfds", "load_toy2d", "prefetch", "steps_per_epoch", "train_batches", "validate",
+    "load_synthetic", "load_tfds", "load_toy2d", "prefetch", "process_rows", "steps_per_epoch", "train_batches",
+    "validate",
 ]

@@ -8,6 +8,14 @@ The training stream is a pure function of ``(seed, step)``: epoch ``e`` visits t
 order ``permutation(seed, e)`` and drops that epoch's last partial batch, so ``start_step`` seeks
 straight to ``(epoch, offset) = divmod(start_step, steps_per_epoch)`` and a resumed run sees exactly
 the batches an unbroken run would have seen.
+
+Several processes (multi-host data parallelism) share that one stream of global batches: process ``i``
+of ``n`` gathers only rows ``[i * batch_size / n, (i + 1) * batch_size / n)`` of each global batch
+(``process_index=i, process_count=n``), so the global batch of step ``s`` is the same whatever the
+process count, and the union of the processes' batches is the single-process batch.
+
+    local = data.train_batches(train, 256, seed=0, start_step=step,
+                               process_index=jax.process_index(), process_count=jax.process_count())
 """
 
 from __future__ import annotations
@@ -49,30 +57,53 @@ def epoch_permutation(num_examples: int, seed: int, epoch: int) -> np.ndarray:
     return rng.permutation(num_examples)
 
 
-def train_batches(ds: ArrayDataset, batch_size: int, *, seed: int,
-                  start_step: int = 0) -> Iterator[dict[str, np.ndarray]]:
-    """An infinite stream of shuffled training batches.
+def process_rows(batch_size: int, process_index: int = 0, process_count: int = 1) -> slice:
+    """The rows of every global batch that process ``process_index`` of ``process_count`` reads.
+
+    Raises:
+      ValueError: ``batch_size`` does not split evenly over the processes, or the index is out of range.
+    """
+    _check_batch_size(batch_size)
+    for name, value in (("process_index", process_index), ("process_count", process_count)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise ValueError(f"{name} must be an integer, got {value!r}")
+    if process_count < 1 or not 0 <= process_index < process_count:
+        raise ValueError(f"process_index must lie in [0, process_count), got {process_index} of {process_count}")
+    if batch_size % process_count:
+        raise ValueError(f"batch_size {batch_size} does not split evenly over {process_count} processes; use a "
+                         f"multiple of {process_count}")
+    rows = batch_size // process_count
+    return slice(int(process_index) * rows, (int(process_index) + 1) * rows)
+
+
+def train_batches(ds: ArrayDataset, batch_size: int, *, seed: int, start_step: int = 0,
+                  process_index: int = 0, process_count: int = 1) -> Iterator[dict[str, np.ndarray]]:
+    """An infinite stream of shuffled training batches (this process's rows of them).
 
     Args:
       ds: the training split.
-      batch_size: examples per batch; every batch is full.
+      batch_size: examples per global batch; every batch is full.
       seed: non-negative integer; epoch ``e`` uses a permutation derived from ``(seed, e)`` only.
       start_step: index of the first batch to yield. Seeking costs one permutation, not ``start_step``
         batches: the stream from ``start_step=k`` equals the stream from 0 without its first ``k`` batches.
+      process_index, process_count: this process reads only rows ``process_rows(batch_size,
+        process_index, process_count)`` of every global batch (gathering and converting nothing else);
+        the global batches themselves do not depend on the process count.
 
     Yields:
-      ``{"image": float32 [batch_size, ...] in [0, 1], "label": int32 [batch_size]}``.
+      ``{"image": float32 [batch_size / process_count, ...] in [0, 1], "label": int32 [...]}``.
     """
     spe = steps_per_epoch(ds, batch_size)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     if isinstance(start_step, bool) or not isinstance(start_step, (int, np.integer)) or start_step < 0:
         raise ValueError(f"start_step must be a non-negative integer, got {start_step!r}")
+    rows = process_rows(batch_size, process_index, process_count)
     epoch, offset = divmod(int(start_step), spe)
     while True:
         order = epoch_permutation(len(ds), seed, epoch)
         for step in range(offset, spe):
-            yield ds.get(order[step * batch_size:(step + 1) * batch_size])
+            yield ds.get(order[step * batch_size:(step + 1) * batch_size][rows])
         epoch, offset = epoch + 1, 0
 
 

@@ -10,7 +10,9 @@ What it does for every phase of ``defense.phases`` in order:
   never reused for two steps or two phases);
 - feeds it the data stream ``data.train_batches(seed=seed + phase_index, start_step=step)``: the position
   in the data is a pure function of (phase, step), so a resumed run sees exactly the batches an unbroken
-  run would have seen, and the checkpoint needs no iterator state;
+  run would have seen, and the checkpoint needs no iterator state. With several processes each reads only
+  its block of rows of every global batch (``process_index``/``process_count``) and ``shard_batch``
+  assembles the global batch on the devices (``robustjax.train.sharding``);
 - averages the step metrics on device and, every ``log_every`` steps, writes them as one JSON line to
   ``workdir/metrics.jsonl`` (and the progress bar), and stops with an error naming the phase and step
   range if a metric is NaN or infinite;
@@ -113,7 +115,11 @@ class LoopOptions:
         and checked, before the first step (experiment.run writes config.json there).
       on_step: called with the global step after each step's bookkeeping (tests use it to simulate a
         crash).
-      shard_batch: optional ``batch -> batch`` placing arrays on devices (multi-device data parallel).
+      shard_batch: optional ``batch -> batch`` placing arrays on devices (multi-device data parallel):
+        it receives this process's rows and returns the global batch (``sharding.shard_batch``).
+      process_index, process_count: this process reads block ``process_index`` of ``process_count`` equal
+        blocks of rows of every global batch of ``batch_size`` (``sharding.input_shard``); (0, 1) reads
+        whole batches.
     """
 
     workdir: str
@@ -127,6 +133,8 @@ class LoopOptions:
     on_start: Callable[[dict | None], None] | None = None
     on_step: Callable[[int], None] | None = None
     shard_batch: Callable | None = None
+    process_index: int = 0
+    process_count: int = 1
 
     def __post_init__(self):
         for name in ("batch_size", "log_every", "checkpoint_every", "keep_checkpoints"):
@@ -136,6 +144,13 @@ class LoopOptions:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r} ({field})")
         if isinstance(self.prefetch, bool) or not isinstance(self.prefetch, int) or self.prefetch < 0:
             raise ConfigError(f"prefetch must be an integer >= 0, got {self.prefetch!r}")
+        try:
+            data_lib.process_rows(self.batch_size, self.process_index, self.process_count)
+        except ValueError as e:
+            raise ConfigError(f"config.data.batch_size over {self.process_count} processes: {e}") from e
+        if self.process_count > 1 and self.shard_batch is None:
+            raise ConfigError(f"{self.process_count} processes each read a part of every batch: they need "
+                              "shard_batch to assemble the global batch (config.train.data_parallel=True)")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -598,7 +613,8 @@ class _Run:
         offset = self.offsets[phase_index]
         step_fn = _compile_step(phase.train_step, jax.random.fold_in(self.key, phase_index))
         stream: Iterator = data_lib.train_batches(
-            self.train_ds, opts.batch_size, seed=opts.seed + phase_index, start_step=first)
+            self.train_ds, opts.batch_size, seed=opts.seed + phase_index, start_step=first,
+            process_index=opts.process_index, process_count=opts.process_count)
         if opts.prefetch:
             stream = data_lib.prefetch(stream, opts.prefetch)
         bar = _progress(phase.num_steps, first, f"{phase.name}", bool(opts.progress))
