@@ -86,7 +86,8 @@ def get_config(arg=None):
 
     if args["smoke"]:
         shrink_for_smoke(c)
-        linf_suite(c, [0.3], pgd_steps=3, step_size=0.1, num_examples=c.eval.num_examples)
+        linf_suite(c, [0.3], pgd_steps=3, step_size=0.1, num_examples=c.eval.num_examples,
+                   autoattack=False, many_steps=0)  # smoke: no AutoAttack/PGD-1000 compiles
         del c.eval.attacks["fgsm_0p3"]  # PGD adaptive and naive, and APGD-EOT: fewer programs to compile
         adaptive_naive_and_eot(c, 0.3, pgd_steps=3, step_size=0.1, apgd_steps=3, eot_iter=2)
         d.latent_dim = 16

@@ -52,7 +52,8 @@ def get_config(arg=None):
     margin_twins(c)
     if args["smoke"]:  # one radius, no curve: few programs to compile
         shrink_for_smoke(c, train_size=64, test_size=16, batch_size=16, steps=2)
-        linf_suite(c, [0.03], pgd_steps=2, step_size=0.0075, num_examples=c.eval.num_examples)
+        linf_suite(c, [0.03], pgd_steps=2, step_size=0.0075, num_examples=c.eval.num_examples,
+                   autoattack=False, many_steps=0)  # smoke: no AutoAttack/PGD-1000 compiles
         c.eval.curves = {}
         margin_twins(c)
         c.model.width = 0.125

@@ -52,7 +52,8 @@ def get_config(arg=None):
     naive_twins(c)
     if args["smoke"]:  # one radius, no curve: few programs to compile
         shrink_for_smoke(c)
-        linf_suite(c, [0.3], pgd_steps=3, step_size=0.1, num_examples=c.eval.num_examples)
+        linf_suite(c, [0.3], pgd_steps=3, step_size=0.1, num_examples=c.eval.num_examples,
+                   autoattack=False, many_steps=0)  # smoke: no AutoAttack/PGD-1000 compiles
         c.eval.curves = {}
         naive_twins(c)
     return c

@@ -307,12 +307,15 @@ def _tag(eps: float) -> str:
     return f"{eps:g}".replace(".", "p")  # field names cannot hold dots (0.3 -> 0p3)
 
 
-def _main_eps(c: ml_collections.ConfigDict, eps_list, strong_eps) -> float:
-    """``strong_eps``, else the defense's train-time eps (finite, > 0), else the largest of ``eps_list``."""
+def _main_eps(c: ml_collections.ConfigDict, eps_list, strong_eps, norm: str) -> float:
+    """``strong_eps``, else the defense's train-time eps (finite, > 0, and in this suite's ``norm``: an L2
+    FGM-AT radius of 2.0 is no L-inf radius), else the largest of ``eps_list``."""
     if strong_eps is not None:
         return float(strong_eps)
     attack = c.defense.get("attack", None)
     eps = attack.get("eps", None) if hasattr(attack, "get") else None
+    if hasattr(attack, "get") and attack.get("norm", "linf") != norm:
+        eps = None
     if isinstance(eps, (int, float)) and not isinstance(eps, bool) and 0.0 < eps < float("inf"):
         return float(eps)
     return float(max(eps_list))
@@ -338,7 +341,7 @@ def linf_suite(c: ml_collections.ConfigDict, eps_list, *, pgd_steps: int, step_s
     ``shrink_for_smoke`` caps every loop count of these attacks for smoke variants.
     """
     c.eval.num_examples = num_examples
-    main = _main_eps(c, eps_list, strong_eps)
+    main = _main_eps(c, eps_list, strong_eps, "linf")
     attacks = {}
     for eps in eps_list:
         attacks[f"fgsm_{_tag(eps)}"] = {"attack": "fgsm", "eps": float(eps)}
@@ -377,7 +380,7 @@ def l2_suite(c: ml_collections.ConfigDict, eps_list, *, pgd_steps: int, rel_step
     - A PGD-``pgd_steps`` L2 curve over ``curve_grid`` with ``rel_step_size``.
     """
     c.eval.num_examples = num_examples
-    main = _main_eps(c, eps_list, strong_eps)
+    main = _main_eps(c, eps_list, strong_eps, "l2")
     pgd = {"attack": "pgd", "norm": "l2", "rel_step_size": float(rel_step_size), "random_start": True}
     attacks = {}
     for eps in eps_list:

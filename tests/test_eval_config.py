@@ -101,14 +101,14 @@ def test_every_paper_config_has_autoattack_and_pgd1000_and_its_smoke_variant_cap
     keeps_suite = any(s.attack == "autoattack" for s in smoke.eval.attacks.values())
     assert keeps_suite or not name.startswith("atgan_"), name
     for c in (full, smoke) if keeps_suite else (full,):
-        aa = [s for s in c.eval.attacks.values() if s.attack == "autoattack"]
+        aa = [s for s in c.eval.attacks.values() if s.attack == "autoattack" and s.get("adaptive", True)]
         many = [s for s in c.eval.attacks.values() if s.attack == "pgd" and s.num_steps >= 1000 or
                 (c is smoke and s.attack == "pgd" and s.num_steps <= 3)]
         assert len(aa) == 1 and many, name
         for curve in c.eval.curves.values():
             assert "rel_step_size" in curve and "step_size" not in curve
     if keeps_suite:
-        [aa] = [s for s in smoke.eval.attacks.values() if s.attack == "autoattack"]
+        [aa] = [s for s in smoke.eval.attacks.values() if s.attack == "autoattack" and s.get("adaptive", True)]
         assert aa.attacks == list(SMOKE_AUTOATTACK) and aa.num_steps == 3 and aa.num_queries == 10
     assert all(s.get("num_steps", 0) <= 3 for s in smoke.eval.attacks.values())
     assert smoke.eval.diagnostics.many_steps <= 6 and smoke.eval.diagnostics.num_examples <= 32
