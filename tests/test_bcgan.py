@@ -330,7 +330,9 @@ def unbroken(tmp_path_factory):
 def test_resume_after_a_crash_in_each_phase_is_identical(unbroken, tmp_path, crash_step):
     with pytest.raises(Crash):
         experiment.run(resume_config(), str(tmp_path), on_step=_crash_at(crash_step))
-    results = experiment.run(resume_config(), str(tmp_path))
+    steps = []
+    results = experiment.run(resume_config(), str(tmp_path), on_step=steps.append)
+    assert steps == list(range(crash_step, 13))  # resumed from the checkpoint of the step before the crash
     state, (want, want_results) = _final_state(tmp_path), unbroken
     assert _leaves_equal(state, want)
     assert int(state["classifier"].step) == 8 and int(state["generator"].step) == 4
