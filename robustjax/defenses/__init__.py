@@ -17,8 +17,8 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any
 
-from robustjax.defenses import (atgan, defense_gan, distillation, feature_squeezing, fgsm_at, fields, gandef, gda,
-                                label_smoothing, logit_pairing, mix_pgd, pgd_at, pgn, standard, trades, vat)
+from robustjax.defenses import (atgan, bcgan, defense_gan, distillation, feature_squeezing, fgsm_at, fields, gandef,
+                                gda, label_smoothing, logit_pairing, mix_pgd, pgd_at, pgn, standard, trades, vat)
 from robustjax.defenses.base import Defense, Detector, Phase, TrainState, bpda
 
 DEFENSES: dict[str, ModuleType] = {
@@ -38,6 +38,7 @@ DEFENSES: dict[str, ModuleType] = {
     "feature_squeezing": feature_squeezing,
     "defense_gan": defense_gan,
     "pgn": pgn,
+    "bcgan": bcgan,
 }
 
 

@@ -114,4 +114,33 @@ class WGANCritic(nn.Module):
         return jnp.squeeze(nn.Dense(1, name="score")(h), -1)
 
 
-__all__ = ["ACDiscriminator", "LogitDiscriminator", "WGANCritic", "make_discriminator"]
+class ACGANBody(nn.Module):
+    """Odena et al.'s AC-GAN discriminator body (their Appendix, CIFAR-10 table): ``x -> features [B, F]``.
+
+    Six Conv(3x3)-LeakyReLU(0.2)-Dropout blocks of 16, 32, 64, 128, 256, 512 channels (times ``width``)
+    with strides 2, 1, 2, 1, 2, 1 and SAME padding, BatchNorm after every conv but the first; flattened.
+    Put the two heads on it with :class:`ACDiscriminator` (BCGAN, ``robustjax/defenses/bcgan.py``).
+
+    Attributes:
+      width: multiplier of every channel count (> 0).
+      dropout: the dropout rate after each block (Odena et al.: 0.5).
+    """
+
+    width: float = 1.0
+    dropout: float = 0.5
+
+    @nn.compact
+    def __call__(self, x: Array, train: bool = False) -> Array:
+        from robustjax.models.layers import ConvNormAct
+
+        if x.ndim != 4:
+            raise ValueError(f"the AC-GAN discriminator expects NHWC images [B, H, W, C]; got shape {x.shape}")
+        h = x
+        for i, (features, stride) in enumerate(((16, 2), (32, 1), (64, 2), (128, 1), (256, 2), (512, 1))):
+            h = ConvNormAct(max(1, int(round(features * self.width))), 3, stride, batch_norm=i > 0,
+                            activation="leaky_relu")(h, train)
+            h = nn.Dropout(self.dropout)(h, deterministic=not train)
+        return h.reshape((h.shape[0], -1))
+
+
+__all__ = ["ACDiscriminator", "ACGANBody", "LogitDiscriminator", "WGANCritic", "make_discriminator"]

@@ -21,11 +21,17 @@ conv (the usual input range of a tanh GAN); the output ``tanh`` is mapped back i
 post-activation two-conv blocks of ``layers.ResBlock`` without the activation after the addition
 (the image-to-image / CycleGAN form). The tanh is written out for SVHN and CIFAR-10 as well, since the
 paper bounds pixels with tanh. ``width`` scales every hidden channel count (for smoke tests).
+
+BCGAN's conditional generators (AC-GAN, Odena et al.) take one code vector ``[B, latent_dim + K]``: the
+noise ``z`` concatenated with the one-hot class ``c`` (:func:`conditional_code`), as in Odena et al.
+(their CIFAR-10 generator's input is 110 = 100 + 10 wide): :class:`ACGANGenerator` for images,
+:class:`MLPGenerator` for flat (2-D toy) data.
 """
 
 from __future__ import annotations
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from robustjax.models.layers import BN_MOMENTUM, ConvNormAct, ResBlock
@@ -193,4 +199,78 @@ class LatentGenerator(nn.Module):
         return lo + (hi - lo) * nn.sigmoid(h)
 
 
-__all__ = ["GENERATORS", "Generator", "LatentGenerator", "make_generator", "total_stride", "upsamplings"]
+# ----------------------------------------------------------------------------------------------
+# Conditional generators (AC-GAN): BCGAN's.
+
+
+def conditional_code(z: Array, labels: Array, num_classes: int) -> Array:
+    """The AC-GAN generator's input: ``[z, one_hot(labels)]`` ``[B, latent_dim + num_classes]``."""
+    return jnp.concatenate([z, jax.nn.one_hot(labels, num_classes, dtype=z.dtype)], axis=-1)
+
+
+class ACGANGenerator(nn.Module):
+    """Odena et al.'s AC-GAN generator (their Appendix, CIFAR-10 table), for any image size:
+    ``code [B, latent_dim + K] -> image [B, H, W, C]`` inside ``bounds``.
+
+    Dense(h0 * w0 * F)-ReLU, reshape to ``h0 x w0 x F``, then ``n - 1`` blocks TransConv(F / 2^k, 5, 2)-
+    BN-ReLU (``k = 1 .. n-1``) and a last TransConv(C, 5, 2) whose tanh is mapped into ``bounds``;
+    ``n = upsamplings(H, W)``, ``(h0, w0) = (H, W) / 2^n``, ``F = 384 * width``. CIFAR-10 (32x32x3):
+    4x4x384 -> 8x8x192 -> 16x16x96 -> 32x32x3, Odena et al.'s network; MNIST (28x28x1): 7x7x384 ->
+    14x14x192 -> 28x28x1 (one upsampling fewer, since 28 = 7 x 4; Odena et al. give no MNIST table).
+
+    Attributes:
+      image_shape: ``(H, W, C)`` of the images it makes.
+      width: multiplier of every hidden channel count (> 0).
+      bounds: the pixel box of the outputs.
+    """
+
+    image_shape: tuple[int, int, int]
+    width: float = 1.0
+    bounds: tuple[float, float] = (0.0, 1.0)
+
+    @nn.compact
+    def __call__(self, code: Array, train: bool = False) -> Array:
+        if not self.width > 0:
+            raise ValueError(f"generator width must be > 0, got {self.width!r}")
+        if code.ndim != 2:
+            raise ValueError(f"the AC-GAN generator expects codes [B, latent_dim + num_classes]; got {code.shape}")
+        height, width_px, channels = (int(v) for v in self.image_shape)
+        n = upsamplings(height, width_px)
+        h0, w0 = height // 2 ** n, width_px // 2 ** n
+        f0 = _scaled(384, self.width)
+        h = nn.relu(nn.Dense(h0 * w0 * f0, name="project")(code)).reshape((code.shape[0], h0, w0, f0))
+        for k in range(1, n):
+            h = ConvNormAct(max(1, f0 // 2 ** k), 5, 2, activation="relu", transpose=True)(h, train)
+        h = nn.ConvTranspose(channels, (5, 5), strides=(2, 2), padding="SAME", name="to_image")(h)
+        lo, hi = self.bounds
+        return lo + (hi - lo) * (jnp.tanh(h) + 1.0) / 2.0
+
+
+class MLPGenerator(nn.Module):
+    """A fully connected conditional generator for flat data (BCGAN's 2-D demonstration, Sec. 3.2: "a
+    fully-connected neural network with 3 hidden layers"): ``code -> Dense(h)-ReLU x len(hidden) ->
+    Dense(D)``, whose sigmoid is mapped into ``bounds``.
+
+    Attributes:
+      out_dim: the data's dimension ``D``.
+      hidden: hidden layer sizes.
+      bounds: the box of the outputs.
+    """
+
+    out_dim: int
+    hidden: tuple[int, ...] = (64, 64, 64)
+    bounds: tuple[float, float] = (0.0, 1.0)
+
+    @nn.compact
+    def __call__(self, code: Array, train: bool = False) -> Array:
+        if code.ndim != 2:
+            raise ValueError(f"the MLP generator expects codes [B, latent_dim + num_classes]; got {code.shape}")
+        h = code
+        for i, n in enumerate(self.hidden):
+            h = nn.relu(nn.Dense(int(n), name=f"fc{i + 1}")(h))
+        lo, hi = self.bounds
+        return lo + (hi - lo) * nn.sigmoid(nn.Dense(int(self.out_dim), name="out")(h))
+
+
+__all__ = ["ACGANGenerator", "GENERATORS", "Generator", "LatentGenerator", "MLPGenerator", "conditional_code",
+           "make_generator", "total_stride", "upsamplings"]
