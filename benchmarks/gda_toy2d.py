@@ -37,9 +37,9 @@ accuracy stays at 0.99-1.00 everywhere. The figure depends on the training lengt
 network memorises the noisy copies that fall in the other class (the Gaussian panels grow islands, test
 accuracy 0.967 on the circles) and the bands narrow again; the paper gives no training length. The
 loss sensitivity on the test points (``l_F`` in the titles) is higher with every augmentation but JSMA
-(and the uniform one on the circles):
-a wider band puts the test points nearer the falling confidence, so this smoothness of the confidence
-does not show as a smaller input gradient of the loss at the data.
+(and the uniform one on the circles): a wider band puts the test points nearer the falling confidence,
+so this smoothness of the confidence does not show as a smaller input gradient of the loss at the data.
+docs/results.md has the numbers.
 """
 
 from __future__ import annotations
