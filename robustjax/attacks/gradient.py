@@ -162,7 +162,7 @@ def rand_fgsm(
 ) -> Array:
     """Random + FGSM: a random first step of L-inf size at most ``alpha``, then FGSM of the budget left.
 
-    ``random_init="sign"``: Tramer et al.'s R+FGSM ("Ensemble Adversarial Training", 2018, Eq. 7),
+    ``random_init="sign"``: Tramer et al.'s R+FGSM ("Ensemble Adversarial Training: Attacks and Defenses", 2018),
     ``x' = clip(x + alpha * sign(N(0, I)))``, ``x_adv = clip(x' + (eps - alpha) * sign(grad loss(x')))``;
     ``alpha <= eps`` is required.
 
