@@ -16,7 +16,8 @@ Chosen where the paper is silent: Adam 1e-3, batch 128, 50 epochs; the paper's F
 0 ... 0.3 (Fig. 5: "for bigger values, the accuracies are almost constant"); FGSM, both Random + FGSM
 variants and PGD-20 (step 0.0125, random start) at eps 0.05 and 0.1; PGD-1000 and AutoAttack at 0.05
 (the paper's CIFAR-10 noise level and adversarial-training eps; the usual CIFAR-10 radius 8/255 = 0.031
-is a change of ``strong_eps`` below). No input normalisation: the paper scales pixels to [0, 1] and says
+is a change of ``strong_eps`` below). At eps 0.05 the paper's Random + FGSM (``rfgsm_gauss_0p05``) is
+Gaussian noise alone: its first step takes the whole budget, as the paper's Fig. 5 caption says. No input normalisation: the paper scales pixels to [0, 1] and says
 no more.
 
 The paper's CIFAR-10 results are black-box only (Table 5, crafted on an undefended ResNet, FGSM eps 0.1):
