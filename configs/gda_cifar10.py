@@ -14,12 +14,14 @@ points; see gda.py and gda_mnist.py).
 
 Zantedeschi et al.'s CIFAR-10 setting: their CNN (``zantedeschi_cnn``: conv8x8-64, conv6x6-128,
 conv5x5-128, fc), evaluated white-box with FGSM over eps 0 ... 0.3 (their Fig. 5), Random + FGSM (a
-Gaussian-sign step of 0.05 taken from the budget), DeepFool (100 iterations) and C&W L2 (confidence 2.3);
+Gaussian step of 0.05 taken from the budget: ``random_init="gaussian"``), DeepFool (100 iterations) and C&W
+L2 (confidence 2.3);
 their CIFAR-10 table (Table 5) holds black-box transfers from an undefended ResNet, which this config
 does not run. The paper gives no optimizer or epochs. Chosen here: Adam 1e-3, batch 128, 50 epochs; the
 first 1,000 test images; FGSM at 0.05 and 0.1, Random + FGSM at 0.1, and PGD-20 at 0.05 (steps of 0.25 *
 eps, random start: a multi-step attack the paper did not run, for an honest upper bound); C&W with this
-library's search defaults.
+library's search defaults. configs/gda_brelu_cifar10.py runs the paper's whole evaluation (both
+Random + FGSMs, JSMA, its metrics and transfers, AutoAttack, PGD-1000) and its compared defenses.
 """
 
 from robustjax.config import base_config, optimizer, parse_arg, shrink_for_smoke
@@ -46,7 +48,7 @@ def get_config(arg=None):
     c.eval.attacks = {
         "fgsm_0p05": {"attack": "fgsm", "eps": 0.05},
         "fgsm_0p1": {"attack": "fgsm", "eps": 0.1},
-        "rand_fgsm_0p1": {"attack": "rand_fgsm", "eps": 0.1, "alpha": 0.05},
+        "rand_fgsm_0p1": {"attack": "rand_fgsm", "eps": 0.1, "alpha": 0.05, "random_init": "gaussian"},
         "pgd20_0p05": {"attack": "pgd", "eps": 0.05, "rel_step_size": 0.25, "num_steps": 20, "random_start": True},
         "deepfool100": {"attack": "deepfool", "num_steps": 100},
         "cw_l2": {"attack": "cw_l2", "confidence": 2.3},

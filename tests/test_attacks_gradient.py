@@ -49,6 +49,8 @@ ATTACKS = {
     "fgm_l2": (functools.partial(attacks.fgm, eps=0.5, norm="l2"), "l2", 0.5),
     "fgm_l1": (functools.partial(attacks.fgm, eps=1.0, norm="l1"), "l1", 1.0),
     "rand_fgsm": (functools.partial(attacks.rand_fgsm, eps=EPS, alpha=EPS / 2), "linf", EPS),
+    "rand_fgsm_gaussian": (
+        functools.partial(attacks.rand_fgsm, eps=EPS, alpha=EPS / 2, random_init="gaussian"), "linf", EPS),
     "bim": (functools.partial(attacks.bim, eps=EPS, step_size=0.02, num_steps=8), "linf", EPS),
     "pgd_linf": (functools.partial(attacks.pgd, eps=EPS, step_size=0.02, num_steps=8), "linf", EPS),
     "pgd_linf_restarts": (
@@ -89,7 +91,7 @@ def test_loss_not_below_clean(name, jitted, data, mlp):
     loss_fn = LOSS_OF.get(name, attacks.ce_loss)
     x_adv = jitted[name](x, y, jax.random.key(0))
     clean, adv = loss_fn(mlp(x), y), loss_fn(mlp(x_adv), y)
-    if name == "rand_fgsm":  # the random half-step can cost a little: compare on average
+    if name.startswith("rand_fgsm"):  # the random half-step can cost a little: compare on average
         assert float(adv.mean()) > float(clean.mean())
     else:
         assert np.all(adv >= clean - 1e-5), (clean, adv)
@@ -260,6 +262,40 @@ def test_rand_fgsm_rejects_alpha_above_eps(data, mlp):
     x, y = data
     with pytest.raises(ValueError, match="alpha must be <= eps"):
         attacks.rand_fgsm(mlp, x, y, jax.random.key(0), eps=0.1, alpha=0.2)
+    with pytest.raises(ValueError, match=r"random_init must be one of \['sign', 'gaussian'\], got 'uniform'"):
+        attacks.rand_fgsm(mlp, x, y, jax.random.key(0), eps=0.1, random_init="uniform")
+
+
+def test_rand_fgsm_gaussian_is_clipped_gaussian_noise_then_fgsm_of_the_rest(data, mlp):
+    """Zantedeschi et al.'s Random + FGSM against a hand computation: x' = clip(x + clip(a N, -a, a)),
+    then FGSM of eps - a from x' (a = min(alpha, eps)); the sign variant differs from it."""
+    x, y = data
+    key = jax.random.key(5)
+    eps, alpha = 0.1, 0.03
+    got = attacks.rand_fgsm(mlp, x, y, key, eps=eps, alpha=alpha, random_init="gaussian")
+    noise = jax.random.normal(key, x.shape, x.dtype)
+    x_rand = jnp.clip(x + jnp.clip(alpha * noise, -alpha, alpha), 0.0, 1.0)
+    g = jax.grad(lambda v: attacks.ce_loss(mlp(v), y).sum())(x_rand)
+    want = jnp.clip(x_rand + (eps - alpha) * jnp.sign(g), 0.0, 1.0)
+    np.testing.assert_allclose(got, want, atol=1e-6)
+    sign = attacks.rand_fgsm(mlp, x, y, key, eps=eps, alpha=alpha)
+    assert not np.allclose(got, sign)
+
+
+def test_rand_fgsm_gaussian_caps_alpha_at_eps_so_small_eps_is_gaussian_noise(mlp):
+    """alpha = 0.05 above eps = 0.02 (the paper's curve from eps 0.01): the example is noise of size eps,
+    inside the ball; its coordinates are Gaussian (std eps) clipped at +-eps, not all +-eps as a sign step."""
+    n = 400
+    x = jnp.full((n, H, W, C), 0.5)
+    y = jnp.zeros((n,), jnp.int32)
+    eps = 0.02
+    delta = np.asarray(attacks.rand_fgsm(mlp, x, y, jax.random.key(1), eps=eps, alpha=0.05,
+                                         random_init="gaussian") - x).ravel()
+    assert np.abs(delta).max() <= eps * (1 + 1e-5)
+    saturated = np.mean(np.abs(delta) >= eps * (1 - 1e-5))
+    assert 0.28 < saturated < 0.36  # P(|z| >= 1) = 0.317
+    assert 0.34 < np.mean(np.abs(delta) < eps / 2) < 0.42  # P(|z| < 0.5) = 0.383
+    np.testing.assert_allclose(delta.std(), eps * np.sqrt(0.516), rtol=0.05)  # E[min(z^2, 1)] = 0.516
 
 
 @pytest.mark.parametrize(

@@ -111,6 +111,8 @@ MISTAKES = [
      r"'fabt' is not an AutoAttack component; valid: \[.*\] \(did you mean 'fab-t'\?\)"),
     ({"attack": "autoattack", "eps": 0.1, "attacks": "apgd-ce"}, "attacks", r"must be a list of component names"),
     ({"attack": "rand_fgsm", "eps": 0.1, "alpha": 0.2}, "alpha", r"must be <= eps \(0.1\), got 0.2"),
+    ({"attack": "rand_fgsm", "eps": 0.1, "random_init": "gauss"}, "random_init",
+     r"'gauss' is not one of \['sign', 'gaussian'\] \(did you mean 'gaussian'\?\)"),
     ({"attack": "fab", "targeted": True, "num_targets": 3}, "num_targets", r"targeted=True takes its targets"),
 ]
 
@@ -221,10 +223,13 @@ SPECS = [
     ({"attack": "cw_l2", "binary_search_steps": 1, "num_steps": 2},
      functools.partial(attacks.cw_l2, binary_search_steps=1, num_steps=2)),
     ({"attack": "jsma", "gamma": 0.1, "target": "next"}, functools.partial(attacks.jsma, gamma=0.1, target="next")),
+    # Zantedeschi et al.'s Random + FGSM: alpha above eps is accepted (capped at eps) for the Gaussian step
+    ({"attack": "rand_fgsm", "eps": 0.03, "alpha": 0.05, "random_init": "gaussian"},
+     functools.partial(attacks.rand_fgsm, eps=0.03, alpha=0.05, random_init="gaussian")),
 ]
 
 
-@pytest.mark.parametrize("spec, direct", SPECS, ids=[s["attack"] for s, _ in SPECS])
+@pytest.mark.parametrize("spec, direct", SPECS, ids=[f"{s['attack']}-{i}" for i, (s, _) in enumerate(SPECS)])
 def test_resolved_spec_traces_to_the_direct_call(spec, direct, mlp, data):
     x, y = data
     atk = attacks.resolve(spec)

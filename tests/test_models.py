@@ -152,8 +152,8 @@ FULL_SIZE = {  # name -> (config, input shape, hand count for 10 classes)
     "zantedeschi_resnet": (
         {}, (28, 28, 1),
         conv(8, 1, 64) + conv(6, 64, 128)
-        + conv(1, 128, 64) + conv(3, 64, 64) + conv(1, 64, 128)  # the bottleneck identity block
-        + dense(128, 10),
+        + conv(1, 128, 128) + conv(1, 128, 128)  # the two 1x1 convs the identity shortcut skips
+        + dense(128, 10),  # 28 -> 14 -> 5 -> 5 -> 5 -> maxpool 3x3/3 -> 1
     ),
     "allcnn": ({}, (32, 32, 3), allcnn_count()),
     "convpool_cnn": ({}, (32, 32, 3), allcnn_count() - dense(10, 10)),
@@ -199,6 +199,11 @@ def test_known_published_sizes():
     assert FULL_SIZE["densenet40"][2] == 1_019_722  # Huang et al. Table 2: 1.0M
     assert FULL_SIZE["cw_mnist"][2] == 312_202
     assert FULL_SIZE["pgn_convpool_cnn"][2] == 2_334_730  # the PGN paper's Table 1 ConvPool-CNN
+    # Zantedeschi et al.'s networks (28x28x1), recomputed by hand:
+    # CNN: 8*8*1*64+64 = 4,160; 6*6*64*128+128 = 295,040; 5*5*128*128+128 = 409,728; 128*10+10 = 1,290.
+    assert FULL_SIZE["zantedeschi_cnn"][2] == 4_160 + 295_040 + 409_728 + 1_290 == 710_218
+    # ResNet: the same first two convs, two 1x1 convs 128*128+128 = 16,512 each, the head on 1x1x128.
+    assert FULL_SIZE["zantedeschi_resnet"][2] == 4_160 + 295_040 + 2 * 16_512 + 1_290 == 333_514
 
 
 def test_allcnn_downsample_variants_have_equal_size():
@@ -416,3 +421,49 @@ def test_make_accepts_configdict_and_converts_lists():
 def test_make_rejects_bad_configs(cfg, num_classes, match):
     with pytest.raises(ValueError, match=match):
         models.make(cfg, num_classes)
+
+
+def _conv(h, p, stride, padding):
+    out = jax.lax.conv_general_dilated(h, p["kernel"], (stride, stride), padding,
+                                       dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return out + p["bias"]
+
+
+@pytest.mark.parametrize("activation, t", [("relu", 1.0), ("brelu", 0.05)])
+def test_zantedeschi_resnet_is_the_papers_listing_with_its_identity_shortcut(activation, t):
+    """A hand-written forward of Zantedeschi et al.'s ResNet (conv8x8-64/2 SAME, conv6x6-128/2 VALID, then
+    the identity shortcut around conv1x1-128, conv1x1-128, act after the sum, maxpool 3x3/3, dense)
+    equals the module's; without the shortcut it would not; with the residual branch's last conv zeroed
+    only the identity path is left. A small BReLU bound makes the bound bite inside the block."""
+    model = models.make({"name": "zantedeschi_resnet", "activation": activation, "brelu_t": t}, NUM_CLASSES)
+    x = jax.random.uniform(jax.random.key(3), (B, 28, 28, 1))
+    variables = jax.jit(model.init)(jax.random.key(4), x)
+    p = variables["params"]
+    assert set(p) == {"conv1", "conv2", "conv3", "conv4", "head"}
+    act = layers.activation_fn(activation, t)
+
+    def forward(p, shortcut=True):
+        h1 = act(_conv(x, p["conv1"], 2, "SAME"))
+        h2 = act(_conv(h1, p["conv2"], 2, "VALID"))
+        assert h2.shape == (B, 5, 5, 128)
+        r = _conv(act(_conv(h2, p["conv3"], 1, "VALID")), p["conv4"], 1, "VALID")
+        h = act(h2 + r) if shortcut else act(r)
+        pooled = h[:, :3, :3, :].max(axis=(1, 2))  # 5x5 -> one VALID 3x3 window of stride 3
+        return pooled @ p["head"]["kernel"] + p["head"]["bias"], h2
+
+    apply = jax.jit(model.apply)
+    logits = apply(variables, x)
+    want, h2 = forward(p)
+    np.testing.assert_allclose(logits, want, rtol=1e-4, atol=1e-5)
+    assert not np.allclose(logits, forward(p, shortcut=False)[0], rtol=1e-3, atol=1e-4)
+    # Residual branch zeroed at its last conv: act(h2 + 0) = h2 (ReLU and BReLU are idempotent), so the
+    # output is the head on the pooled layer-2 features alone, whatever conv3 holds.
+    zero = jax.tree_util.tree_map(jnp.zeros_like, p["conv4"])
+    only_identity = {**p, "conv4": zero}
+    pooled_h2 = h2[:, :3, :3, :].max(axis=(1, 2))
+    np.testing.assert_allclose(apply({"params": only_identity}, x),
+                               pooled_h2 @ p["head"]["kernel"] + p["head"]["bias"], rtol=1e-4, atol=1e-5)
+    scrambled = {**only_identity, "conv3": jax.tree_util.tree_map(lambda a: a + 1.0, p["conv3"])}
+    np.testing.assert_allclose(apply({"params": scrambled}, x), apply({"params": only_identity}, x), rtol=1e-6)
+    if activation == "brelu":
+        assert float(h2.max()) == pytest.approx(t)  # the bound reached: BReLU is in the block

@@ -119,6 +119,7 @@ def test_defense_gan_evaluation_draws_fresh_starts_for_every_batch():
     eval_cfg = c.eval.copy_and_resolve_references()
     eval_cfg.num_examples, eval_cfg.batch_size = 8, 4  # two batches
     eval_cfg.attacks = {"fgsm": {"attack": "fgsm", "eps": 0.3}}
+    eval_cfg.diagnostics.enabled = False  # the diagnostics' own draws are theirs to check
     ds = data_lib.ArrayDataset(test_ds.images[:8], test_ds.labels[:8])
     evaluate.evaluate(watched, state, ds, eval_cfg, jax.random.PRNGKey(1), bounds=info.bounds)
     # Clean predictions (2 batches), then per FGSM batch one draw for the attack and one for its prediction.

@@ -144,6 +144,9 @@ def fgsm(
     return _fgm("fgsm", logits_fn, x, y, eps, "linf", loss, targeted, bounds)
 
 
+RANDOM_INITS = ("sign", "gaussian")  # rand_fgsm's first step: Tramer et al.'s, or Zantedeschi et al.'s
+
+
 def rand_fgsm(
     logits_fn: LogitsFn,
     x: Array,
@@ -152,14 +155,26 @@ def rand_fgsm(
     *,
     eps: float | Array,
     alpha: float | Array | None = None,
+    random_init: str = "sign",
     loss: str | LossFn = "ce",
     targeted: bool = False,
     bounds: tuple[float, float] = (0.0, 1.0),
 ) -> Array:
-    """Tramer et al.'s R+FGSM: a random sign step of ``alpha``, then FGSM of ``eps - alpha`` from there.
+    """Random + FGSM: a random first step of L-inf size at most ``alpha``, then FGSM of the budget left.
 
-    ``x' = clip(x + alpha * sign(N(0, I)))``, ``x_adv = clip(x' + (eps - alpha) * sign(grad loss(x')))``,
-    so ``||x_adv - x||_inf <= eps``.
+    ``random_init="sign"``: Tramer et al.'s R+FGSM ("Ensemble Adversarial Training: Attacks and Defenses", 2018),
+    ``x' = clip(x + alpha * sign(N(0, I)))``, ``x_adv = clip(x' + (eps - alpha) * sign(grad loss(x')))``;
+    ``alpha <= eps`` is required.
+
+    ``random_init="gaussian"``: Zantedeschi et al.'s "Random + FGSM" ("Efficient Defenses Against
+    Adversarial Attacks", 2017, Sec. 4.1: "FGSM applied after a preliminary step of adding Gaussian noise
+    (within a range of alpha = 0.05); the random noise applied in the first step is deducted from the
+    budget of the FGSM attack"). The paper gives no formula. Chosen here: with ``a = min(alpha, eps)``,
+    ``x' = clip(x + clip(a * N(0, I), -a, a))`` (Gaussian noise of standard deviation ``a``, kept
+    "within a range of" ``a``), then FGSM of ``eps - a`` from ``x'``. ``alpha`` is capped at ``eps``
+    rather than refused, because the paper runs this attack over eps from 0.01 with alpha = 0.05 and says
+    (Fig. 5) that for ``eps <= 0.05`` its examples "correspond to Gaussian noise": with the cap they are
+    Gaussian noise of size ``eps``, and ``||x_adv - x||_inf <= eps`` always holds.
 
     Args:
       logits_fn: ``x -> logits [B, K]``.
@@ -167,7 +182,9 @@ def rand_fgsm(
       y: labels ``[B]`` (targets when ``targeted``).
       key: PRNG key for the random step.
       eps: total L-inf budget, scalar or ``[B]``.
-      alpha: random step length, ``0 <= alpha <= eps``; default ``eps / 2`` (the paper uses eps/2).
+      alpha: random step size; default ``eps / 2`` (Tramer et al.'s choice). ``"sign"``: ``0 <= alpha <=
+        eps``; ``"gaussian"``: ``alpha >= 0``, capped at ``eps``.
+      random_init: ``"sign"`` or ``"gaussian"`` (static).
       loss: per-example loss name or function.
       targeted: descend the loss at ``y``.
       bounds: pixel range ``(lo, hi)``.
@@ -175,15 +192,23 @@ def rand_fgsm(
     Returns:
       ``stop_gradient`` of the adversarial batch.
     """
+    if random_init not in RANDOM_INITS:
+        raise ValueError(f"rand_fgsm: random_init must be one of {list(RANDOM_INITS)}, got {random_init!r}.")
     if alpha is None:
         alpha = eps / 2
     _check_common("rand_fgsm", logits_fn, x, y, eps, bounds, "linf", ("linf",), alpha=alpha)
-    core.require((alpha, eps), lambda xp, a, e: xp.all(a <= e),
-                 "rand_fgsm: alpha must be <= eps, got alpha - eps up to {:.4g}.",
-                 lambda xp, a, e: (xp.max(a - e),))
     loss_fn = core.get_loss(loss)
-    alpha_b = core.per_example(alpha, x)
-    x_rand = core.clip_box(x + alpha_b * jnp.sign(jax.random.normal(key, x.shape, x.dtype)), *bounds)
+    noise = jax.random.normal(key, x.shape, x.dtype)
+    if random_init == "sign":
+        core.require((alpha, eps), lambda xp, a, e: xp.all(a <= e),
+                     "rand_fgsm: alpha must be <= eps, got alpha - eps up to {:.4g}.",
+                     lambda xp, a, e: (xp.max(a - e),))
+        alpha_b = core.per_example(alpha, x)
+        step = alpha_b * jnp.sign(noise)
+    else:
+        alpha_b = core.per_example(jnp.minimum(jnp.asarray(alpha, x.dtype), jnp.asarray(eps, x.dtype)), x)
+        step = jnp.clip(alpha_b * noise, -alpha_b, alpha_b)
+    x_rand = core.clip_box(x + step, *bounds)
     _, _, g = core.loss_and_grad(logits_fn, loss_fn, x_rand, y, targeted)
     x_adv = x_rand + (core.per_example(eps, x) - alpha_b) * jnp.sign(g)
     return core.finish(x_adv, bounds)

@@ -42,7 +42,7 @@ from robustjax.attacks.autoattack import COMPONENTS as AUTOATTACK_COMPONENTS
 from robustjax.attacks.autoattack import VERSIONS as AUTOATTACK_VERSIONS
 from robustjax.attacks.autoattack import autoattack
 from robustjax.attacks.fab import fab
-from robustjax.attacks.gradient import bim, fgm, fgsm, mim, pgd, rand_fgsm
+from robustjax.attacks.gradient import RANDOM_INITS, bim, fgm, fgsm, mim, pgd, rand_fgsm
 from robustjax.attacks.jsma import TARGET_CHOICES as JSMA_TARGETS
 from robustjax.attacks.jsma import jsma
 from robustjax.attacks.minimal import cw_l2, deepfool
@@ -226,6 +226,7 @@ VALIDATORS: Mapping[str, Callable[[Any, str], str | None]] = types.MappingProxyT
     "theta": _theta,
     "gamma": _number(low_open=True, high=1.0),
     "target": _choice(JSMA_TARGETS),
+    "random_init": _choice(RANDOM_INITS),
     "version": _choice(tuple(sorted(AUTOATTACK_VERSIONS))),
     "attacks": _components,
     "unroll": _unroll,
@@ -442,8 +443,9 @@ def resolve(spec: Mapping | Attack, where: str = "spec", *, require_eps: bool = 
         raise ValueError(f"{where}.rel_step_size: needs a finite eps (the step is rel_step_size * eps), "
                          f"got eps={eps!r}; give step_size instead.")
     if name == "rand_fgsm" and eps is not None and spec.get("alpha") is not None \
-            and _as_real(spec["alpha"]) > _as_real(eps):
-        raise ValueError(f"{where}.alpha: must be <= eps ({eps!r}), got {spec['alpha']!r}.")
+            and spec.get("random_init", "sign") == "sign" and _as_real(spec["alpha"]) > _as_real(eps):
+        raise ValueError(f"{where}.alpha: must be <= eps ({eps!r}), got {spec['alpha']!r} (with "
+                         f"random_init='sign'; the Gaussian first step, random_init='gaussian', caps alpha at eps).")
     if name == "fab" and spec.get("targeted") and spec.get("num_targets") is not None:
         raise ValueError(f"{where}.num_targets: fab with targeted=True takes its targets from y; leave "
                          f"num_targets out.")

@@ -18,6 +18,8 @@ times larger. The loss is the mean cross-entropy over all rows. With ``config.mo
 "brelu"`` (bounded ReLU, ``config.model.brelu_t``: 1 in the paper) this is GDA + BReLU.
 
 Config (``config.defense``): ``copies`` (N = 10), ``sigma`` (0.3), ``keep_clean`` (True), ``clip`` (True).
+Configs: ``gda_{mnist,cifar10}`` (LeNet / the paper's CNN, this library's comparison setting) and
+``gda_brelu_{mnist,cifar10}`` (the paper's CNN and ResNet, its compared defenses and whole evaluation).
 """
 
 from __future__ import annotations

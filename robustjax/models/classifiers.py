@@ -22,7 +22,7 @@ Shared conventions (the training loop, the defenses and the attacks rely on them
   than ``lax.reduce_window``'s, see ``layers``).
 
 Parameter counts (10 classes, width 1): cw_mnist 312,202 and lenet 3,274,634 and zantedeschi_cnn
-710,218 and zantedeschi_resnet 353,994 (28x28x1); small_cnn 38,282 (16x16x1); allcnn 1,369,848
+710,218 and zantedeschi_resnet 333,514 (28x28x1); small_cnn 38,282 (16x16x1); allcnn 1,369,848
 (``variant="table4"``: 1,406,794), convpool_cnn 1,369,738, pgn_convpool_cnn 2,334,730, resnet18 11,173,962,
 densenet40 1,019,722 (32x32x3). tests/test_models.py and tests/test_gandef.py (allcnn table4) recompute
 them by hand.
@@ -330,6 +330,9 @@ class ZantedeschiCNN(Classifier):
 
     conv8x8-64 stride 2 SAME, conv6x6-128 stride 2 VALID, conv5x5-128 stride 1 VALID, flatten, fc out
     (28x28: 14 -> 5 -> 1; 32x32: 16 -> 6 -> 2). Use ``activation="brelu"`` for the paper's defense.
+    The paper lists only filters and kernel sizes ("Conv2D(64, 8x8) - Conv2D(128, 6x6) - Conv2D(128, 5x5) -
+    Softmax(10)"); strides and padding are the Cleverhans basic CNN's (2, 2, 1), the network this listing
+    matches. 710,218 parameters for 10 classes on 28x28x1.
     """
 
     @nn.compact
@@ -343,16 +346,41 @@ class ZantedeschiCNN(Classifier):
 
 
 class ZantedeschiResNet(Classifier):
-    """The residual variant of Zantedeschi et al.'s CNN (2017; the ``ResNet`` of the ART release that
-    accompanied the paper).
+    """The residual network of Zantedeschi et al. (2017, Sec. 4.1), as the paper lists it.
 
-    conv8x8-64 stride 2 SAME [BN], conv6x6-128 stride 2 VALID [BN], one bottleneck identity block
-    (conv1x1-64, conv3x3-64 SAME, conv1x1-128, each [BN], added to its input, then the activation),
-    maxpool 3x3 stride 3 (VALID), flatten, fc out (28x28: 14 -> 5 -> 1).
+    The paper: "Conv2D(64, 8x8) - Conv2D(128, 6x6) - Conv2D(128, 1x1) - Conv2D(128, 1x1) - MaxPooling(3x3) -
+    Softmax(10)" "with an identity short-cut between layer 2 and 6". Built here:
+
+        h1 = act(conv8x8-64, stride 2, SAME)(x)                 # layer 1
+        h2 = act(conv6x6-128, stride 2, VALID)(h1)              # layer 2: the shortcut leaves here
+        r  = act(conv1x1-128)(h2)                               # layer 3
+        r  = conv1x1-128(r)                                     # layer 4 (no activation before the sum)
+        h  = act(h2 + r)                                        # the identity shortcut joins
+        h  = maxpool 3x3, stride 3, VALID (h)                   # layer 5
+        logits = dense(flatten(h))                              # layer 6: softmax(10)'s logits
+
+    (28x28: 14 -> 5 -> 5 -> 5 -> 1; 32x32: 16 -> 6 -> 6 -> 6 -> 2.)
+
+    Where the paper is silent or loose, and what is chosen:
+
+    - Strides and padding are not stated. Layers 1-2 are the first two layers of the paper's CNN, the
+      Cleverhans basic CNN (:class:`ZantedeschiCNN`: stride 2 SAME, stride 2 VALID); the 1x1 convs have
+      stride 1 (anything else would break the identity shortcut); the pool's stride is its size (Keras'
+      ``MaxPooling2D((3, 3))`` default).
+    - "Between layer 2 and 6": an identity shortcut can only join where the shapes equal layer 2's output
+      (128 channels, 5x5 on MNIST), i.e. after the two 1x1 convs and before the pool; the input of layer 6
+      itself (after the pool) has another spatial size. So the shortcut skips layers 3-4 and the sum feeds
+      layers 5-6, the one reading under which it is an identity.
+    - Where the activation goes around the sum: as in He et al.'s residual block, the last conv of the
+      residual branch is added before its activation, and the activation (ReLU or BReLU) follows the sum.
+    - The ART release that accompanied the paper used a Keras ResNet-50-style bottleneck block instead
+      (conv1x1-64, conv3x3-64, conv1x1-128); this class follows the paper's listing.
+
+    333,514 parameters for 10 classes on 28x28x1 (tests/test_models.py counts them by hand).
 
     Attributes:
-      batch_norm: BatchNorm after every conv (ART's ``bnorm`` option; off by default as there). Convs
-        keep their bias either way, as in ART.
+      batch_norm: BatchNorm after every conv (ART's ``bnorm`` option; the paper has none, off by default).
+        Convs keep their bias either way.
     """
 
     batch_norm: bool = False
@@ -370,9 +398,8 @@ class ZantedeschiResNet(Classifier):
         self._sow_first(h)
         h = nn.Conv(self._ch(128), (6, 6), strides=(2, 2), padding="VALID", name="conv2")(h)
         h = self._act(self._bn(h, train))
-        r = self._act(self._bn(nn.Conv(self._ch(64), (1, 1), name="block_conv1")(h), train))
-        r = self._act(self._bn(nn.Conv(self._ch(64), (3, 3), padding="SAME", name="block_conv2")(r), train))
-        r = self._bn(nn.Conv(self._ch(128), (1, 1), name="block_conv3")(r), train)
+        r = self._act(self._bn(nn.Conv(self._ch(128), (1, 1), name="conv3")(h), train))
+        r = self._bn(nn.Conv(self._ch(128), (1, 1), name="conv4")(r), train)
         h = self._act(h + r)
         h = layers.max_pool_nonoverlapping(h, 3)
         return self._head(_flatten(h))

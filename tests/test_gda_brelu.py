@@ -1,0 +1,126 @@
+"""Zantedeschi et al.'s comparison as configured (configs/gda_brelu_{mnist,cifar10}.py): the paper's settings
+per dataset and defense, every ``:defense=`` x ``:model=`` variant builds and traces a training step, and
+(slow) the smoke variant on the ResNet with bounded ReLUs trains and runs the whole evaluation.
+
+    python -m pytest -q -p no:xdist tests/test_gda_brelu.py -m "not slow"
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from robustjax import experiment
+from tests.test_config import load_config
+
+# dataset -> (GDA sigma, feature-squeezing bits, FGSM-AT eps, largest curve eps), the paper's Sec. 4.1 / Figs. 3-5
+PAPER = {"mnist": (0.3, 1, 0.3, 1.0), "cifar10": (0.05, 3, 0.05, 0.3)}
+DEFENSE_NAMES = {"none": "standard", "gda": "gda", "feature_squeezing": "feature_squeezing",
+                 "label_smoothing": "label_smoothing", "fgsm_at": "fgsm_at", "vat": "vat"}
+
+
+def _load(dataset, arg=None):
+    return load_config(f"gda_brelu_{dataset}.py", arg)
+
+
+@pytest.mark.parametrize("dataset", sorted(PAPER))
+def test_configs_hold_the_papers_settings(dataset):
+    sigma, bits, at_eps, curve_max = PAPER[dataset]
+    c = _load(dataset)
+    assert c.data.name == dataset and c.model.name == "zantedeschi_cnn" and c.model.activation == "relu"
+    assert (c.defense.name, c.defense.copies, c.defense.sigma) == ("gda", 10, sigma)
+    b = _load(dataset, "brelu,model=resnet")
+    assert (b.model.name, b.model.activation, b.model.brelu_t) == ("zantedeschi_resnet", "brelu", 1.0)
+    assert _load(dataset, "defense=feature_squeezing").defense.bit_depth == bits
+    assert _load(dataset, "defense=fgsm_at").defense.attack.to_dict() == {"attack": "fgsm", "eps": at_eps}
+    assert _load(dataset, "defense=label_smoothing").defense.true_label_weight == 0.9
+    assert _load(dataset, "defense=vat").defense.eps == 2.1
+    a = c.eval.attacks
+    assert a.deepfool100.num_steps == 100 and a.cw_l2_k2p3.confidence == 2.3
+    gauss = [s for s in a.values() if s.attack == "rand_fgsm" and s.get("random_init") == "gaussian"]
+    sign = [s for s in a.values() if s.attack == "rand_fgsm" and s.get("random_init") == "sign"]
+    assert gauss and sign and all(s.alpha == 0.05 for s in gauss) and all("alpha" not in s for s in sign)
+    assert {s.attack for s in a.values()} >= {"fgsm", "pgd", "autoattack", "deepfool", "cw_l2"}
+    assert max(c.eval.curves.fgsm.eps_grid) == curve_max and c.eval.curves.rfgsm_gauss.random_init == "gaussian"
+    assert {"empirical_robustness", "train_distance", "loss_sensitivity"} <= set(c.eval.metrics)
+    transfers = [m for m in c.eval.metrics.values() if m.metric == "transfer"]
+    assert transfers and all(m.model.name == "zantedeschi_resnet" for m in transfers)
+    j = _load(dataset, "jsma=1").eval.attacks.jsma
+    assert (j.theta, j.gamma) == (0.1, 1.0)
+
+
+@pytest.mark.parametrize("arg, message", [
+    ("defense=gdaa", r"config argument defense='gdaa': valid values are \['feature_squeezing', 'fgsm_at', 'gda'"),
+    ("model=resnet18", r"config argument model='resnet18': valid values are \['cnn', 'resnet'\]"),
+])
+def test_a_bad_argument_is_named_with_the_valid_values(arg, message):
+    with pytest.raises(ValueError, match=message):
+        _load("mnist", arg)
+
+
+@pytest.mark.parametrize("dataset", sorted(PAPER))
+@pytest.mark.parametrize("defense", sorted(DEFENSE_NAMES))
+@pytest.mark.parametrize("model", ["cnn", "resnet,brelu"])
+def test_every_variant_builds_and_traces_a_training_step(dataset, defense, model):
+    """Each compared defense on each network: the smoke config builds and the training step traces
+    (``jax.eval_shape``: shapes and dtypes checked, nothing compiled)."""
+    c = _load(dataset, f"defense={defense},model={model},smoke")
+    assert c.defense.name == DEFENSE_NAMES[defense]
+    built, train_ds, _, info, _ = experiment.build(c)
+    batch = {k: jnp.asarray(v) for k, v in train_ds.get(np.arange(c.data.batch_size)).items()}
+    state = jax.eval_shape(built.init, jax.random.PRNGKey(0), batch)
+    new, metrics = jax.eval_shape(built.phases[0].train_step, state, batch, jax.random.PRNGKey(1))
+    assert jax.tree.structure(new) == jax.tree.structure(state) and metrics["loss"].shape == ()
+    logits = jax.eval_shape(lambda st, x: built.classifier(st)(x), state, batch["image"])
+    assert logits.shape == (len(batch["label"]), info.num_classes)
+
+
+@pytest.mark.slow
+def test_smoke_resnet_brelu_runs_the_whole_evaluation(tmp_path):
+    """GDA + BReLU on the paper's ResNet, smoke size: every attack, curve and metric of the paper's
+    evaluation runs and lands in results.json (about a minute and a half on two CPU cores)."""
+    c = _load("mnist", "model=resnet,brelu,jsma=0,smoke")
+    c.train.progress = c.eval.progress = False
+    # conftest turns XLA's optimisations off (fast compiles for small tests); this run executes dozens of
+    # attack loops, which then run many times slower (over 20 minutes instead of about one).
+    before = jax.config.read("jax_disable_most_optimizations")
+    jax.config.update("jax_disable_most_optimizations", False)
+    try:
+        results = experiment.run(c, str(tmp_path))
+    finally:
+        jax.config.update("jax_disable_most_optimizations", before)
+    assert set(results["attacks"]) == set(c.eval.attacks)
+    for label, r in results["attacks"].items():
+        assert r["budget_violations"] == 0 and r["robust_accuracy"] <= results["clean_accuracy"] + 1e-9, label
+    for label in c.eval.curves:
+        points = results["curves"][label]["points"]
+        assert points[0]["eps"] == 0.0 and points[0]["robust_accuracy"] == pytest.approx(results["clean_accuracy"])
+    assert set(results["metrics"]) == set(c.eval.metrics)
+    for label, m in results["metrics"].items():
+        assert m["value"] is None or np.isfinite(m["value"]), label
+    assert results["metrics"]["loss_sensitivity"]["value"] > 0
+
+
+@pytest.mark.slow
+def test_gda_brelu_cnn_learns_real_mnist(mnist_npz, tmp_path):
+    """The paper's CNN with every activation bounded at t = 1 and Gaussian copies (sigma 0.3) still learns
+    MNIST: 150 steps on 3,000 real images reach over 85% on 300 test images (the bound does not choke it)."""
+    c = _load("mnist", "brelu,smoke")
+    c.data.source, c.data.path, c.data.train_size, c.data.test_size = "npz", mnist_npz, 3000, 300
+    c.data.batch_size, c.train.steps, c.model.width, c.defense.copies = 64, 150, 0.5, 2
+    c.eval.attacks = {"fgsm_0p1": {"attack": "fgsm", "eps": 0.1}}
+    c.eval.curves, c.eval.metrics, c.eval.figures = {}, {}, []
+    c.eval.diagnostics.enabled = False
+    c.eval.num_examples = c.eval.batch_size = 300
+    c.train.progress = c.eval.progress = False
+    assert (c.model.name, c.model.activation, c.defense.sigma) == ("zantedeschi_cnn", "brelu", 0.3)
+    before = jax.config.read("jax_disable_most_optimizations")
+    jax.config.update("jax_disable_most_optimizations", False)
+    try:
+        results = experiment.run(c, str(tmp_path))
+    finally:
+        jax.config.update("jax_disable_most_optimizations", before)
+    assert results["clean_accuracy"] > 0.85, results["clean_accuracy"]
+    assert results["attacks"]["fgsm_0p1"]["robust_accuracy"] <= results["clean_accuracy"]
