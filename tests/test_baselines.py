@@ -479,7 +479,7 @@ def test_the_configs_exist_and_name_their_defense():
         assert defense in defenses.DEFENSES and name.startswith(defense if defense != "pgd_at" else "pgd_at_l2")
 
 
-@pytest.mark.parametrize("name", MNIST + ["gda_mnist.py:brelu"])
+@pytest.mark.parametrize("name", MNIST + ["gda_mnist.py:brelu", "standard_mnist.py"])
 def test_mnist_configs_share_model_optimizer_budget_and_evaluation_with_pgd_at(name):
     name, _, arg = name.partition(":")
     ref, c = load_config("pgd_at_mnist.py"), load_config(name, arg or None)
