@@ -99,8 +99,9 @@ def main(argv):
             raise
         print(f"[robustjax] error: {e}", file=sys.stderr, flush=True)
         return EXIT_USER_ERROR if isinstance(e, errors.UserError) else EXIT_DIVERGED
-    print(results["_report"])
-    print(f"[robustjax] report: {results['_paths']['report']}")
+    if "report" in results["_paths"]:  # process 0 (the only one with several processes) wrote it
+        print(results["_report"])
+        print(f"[robustjax] report: {results['_paths']['report']}")
     return 0
 
 

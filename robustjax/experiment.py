@@ -234,9 +234,13 @@ def run(config, workdir: str, *, on_step=None, allow_config_change: bool = False
              "train examples": len(train_ds), "training steps": results["info"]["steps"],
              "wall time (s)": results["info"]["total_seconds"]})
     title = f"{defense.name} on {info.name}" + (" (smoke run)" if config.smoke else "")
-    paths, markdown = evaluate.report.write(workdir, results, title=title, extra=extra,
-                                            pictures=results.get("_pictures"), figure_data=figure_data,
-                                            figures=list(config.eval.figures))
+    if jax.process_index() == 0:  # every process has the same results; one writes the report
+        paths, markdown = evaluate.report.write(workdir, results, title=title, extra=extra,
+                                                pictures=results.get("_pictures"), figure_data=figure_data,
+                                                figures=list(config.eval.figures))
+    else:
+        paths, markdown = {}, evaluate.report.markdown({k: v for k, v in results.items() if not k.startswith("_")},
+                                                       title, extra)
     summaries.write_evaluation(workdir, results, results["info"]["steps"], markdown=markdown,
                                images={k: v for k, v in paths.items() if k in evaluate.figures.FIGURES})
     results["_figures"] = figure_data

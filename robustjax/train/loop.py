@@ -378,10 +378,14 @@ def read_metrics(workdir: str) -> list[dict]:
 class _MetricWriter:
     """Appends JSON lines to workdir/metrics.jsonl, after dropping the lines a resumed run will replay; the
     same records go to TensorBoard (``workdir/tensorboard/train``, ``robustjax.train.summaries``), where a
-    resume purges the replayed steps likewise."""
+    resume purges the replayed steps likewise. Only process 0 writes (every process computes the same
+    records; on a shared workdir each line would otherwise appear once per process)."""
 
     def __init__(self, workdir: str, resume_step: int):
         self.path = os.path.join(workdir, METRICS_FILE)
+        self._f = self._tb = None
+        if jax.process_index() != 0:  # several processes: process 0 keeps the log (as TensorBoard's)
+            return
         if os.path.exists(self.path):
             with open(self.path) as f:
                 lines = f.readlines()
@@ -397,11 +401,14 @@ class _MetricWriter:
                                          purge_step=resume_step + 1 if resume_step else None)
 
     def write(self, record: dict) -> None:
+        if self._f is None:
+            return
         self._f.write(json.dumps(record, sort_keys=True) + "\n")
         summaries.write_training(self._tb, record)
 
     def close(self) -> None:
-        self._f.close()
+        if self._f is not None:
+            self._f.close()
         if self._tb is not None:
             self._tb.close()
 
