@@ -8,10 +8,17 @@ train-time PGD (``--pgd_steps`` steps of ``2.5 * eps_t / pgd_steps``, random sta
 curriculum over ``--ramp`` epochs, without which training at eps 0.3 stalls). ATGAN's loss network is
 the plain CNN trained here (``loss_net_workdir``), so it costs nothing extra.
 
-Evaluation: PGD-40 (step 0.01, random start; the paper's protocol) at eps_i in {0, 0.1, ..., 0.5} on the
-first ``--eval`` test images, attacking each model end to end (ATGAN: D_c(G(x))). Then the obfuscated-
-gradient checks of the paper's Table 5 on each ATGAN model (and, as a control, on each PGD-AT model): PGD-1000 within 2 points of PGD-40 at
-eps_t, and unconstrained PGD (eps = inf, 100 steps of 0.01, no random start) below 2% accuracy.
+Evaluation: PGD-40 (random start) at eps_i in {0, 0.1, ..., 0.5} on the first ``--eval`` test images,
+attacking each model end to end (ATGAN: D_c(G(x))), its step ``rel_step_size * eps_i`` with
+``rel_step_size = 0.01 / 0.3``: the paper's step (0.01, our reading of its "alpha = 1") at eps 0.3, scaled
+to each radius (a fixed 0.01 cannot reach the edge of the ball at eps 0.5 in 40 steps; robustjax refuses
+a fixed step over a grid this wide). Then the obfuscated-gradient checks of the paper's Table 5 on each
+ATGAN model (and, as a control, on each PGD-AT model) at eps_t, with BOTH step readings of PGD-40: the
+literal 0.01 and 2.5 * eps / 40 (a step with which 40 steps can converge); PGD-1000 (step 0.01) beside
+each, the gap in points reported as measured next to the paper's own gap (Table 5: MNIST 0.0, SVHN 3.8,
+CIFAR-10 2.8 points; no pass/fail on a fixed number of points, which the paper's own SVHN and CIFAR-10
+rows would fail), and unconstrained PGD (eps = inf, 100 steps of 0.01, no random start), which the paper
+finds at or below 0.7% accuracy.
 
 Runs whose ``results.json`` exists are not run again (delete the folder to redo one). Writes
 ``<out>/summary.json``, ``<out>/curves.png`` and prints the Markdown table for docs/results.md.
@@ -31,6 +38,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 EPS_GRID = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5]
+# Table 5 of the paper: PGD (40 steps MNIST, 7 SVHN/CIFAR-10) minus PGD-1000, accuracy points.
+PAPER_TABLE5_GAP = {"mnist": 0.0, "svhn": 3.8, "cifar10": 2.8}
 
 
 def load_config(name, arg=None):
@@ -48,7 +57,7 @@ def common(c, a):
     c.model.name = "cw_mnist"
     c.eval.num_examples, c.eval.batch_size = a.eval, 250
     c.eval.attacks = {"fgsm_0p3": {"attack": "fgsm", "eps": 0.3}}
-    c.eval.curves = {"pgd40": {"attack": "pgd", "eps_grid": EPS_GRID, "step_size": 0.01, "num_steps": 40,
+    c.eval.curves = {"pgd40": {"attack": "pgd", "eps_grid": EPS_GRID, "rel_step_size": 0.01 / 0.3, "num_steps": 40,
                                "random_start": True}}
     return c
 
@@ -84,19 +93,27 @@ def obfuscation_checks(workdir, config, eps, num_examples):
     state = jax.jit(defense.init)(jax.random.PRNGKey(config.seed), sample)
     state, meta = loop.restore_latest(workdir, state)
     assert meta is not None, f"no checkpoint in {workdir}"
+    converging = 2.5 * eps / 40
     e = ml_collections.ConfigDict(dict(num_examples=num_examples, batch_size=250, num_pictures=0, curves={},
-                                       attacks={
-        "pgd40": {"attack": "pgd", "eps": eps, "step_size": 0.01, "num_steps": 40, "random_start": True},
+                                       figures=[], attacks={
+        "pgd40_step0p01": {"attack": "pgd", "eps": eps, "step_size": 0.01, "num_steps": 40, "random_start": True},
+        "pgd40_converging": {"attack": "pgd", "eps": eps, "step_size": converging, "num_steps": 40,
+                             "random_start": True},
         "pgd1000": {"attack": "pgd", "eps": eps, "step_size": 0.01, "num_steps": 1000, "random_start": True},
         "pgd_unbounded": {"attack": "pgd", "eps": math.inf, "step_size": 0.01, "num_steps": 100,
                           "random_start": False},
     }))
+    e.diagnostics = ml_collections.ConfigDict({"enabled": False})
     res = evaluate.evaluate(defense, state, test_ds, e, jax.random.PRNGKey(7), bounds=info.bounds)
     acc = {k: v["accuracy_on_adversarial"] for k, v in res["attacks"].items()}
     return {
         "eps": eps, "num_examples": num_examples, "clean": res["clean_accuracy"], **acc,
-        "pgd1000_within_2_points": abs(acc["pgd1000"] - acc["pgd40"]) <= 0.02,
-        "unbounded_below_2_percent": acc["pgd_unbounded"] < 0.02,
+        "converging_step": converging,
+        # PGD-40 minus PGD-1000, in points, for each reading of the step; the paper's MNIST row: 0.0
+        "gap_points_step0p01": round(100 * (acc["pgd40_step0p01"] - acc["pgd1000"]), 1),
+        "gap_points_converging": round(100 * (acc["pgd40_converging"] - acc["pgd1000"]), 1),
+        "paper_gap_points": PAPER_TABLE5_GAP["mnist"],
+        "unbounded_at_most_paper": acc["pgd_unbounded"] <= 0.007,
     }
 
 
