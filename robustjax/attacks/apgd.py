@@ -218,9 +218,11 @@ def apgd(
       chunk_size: ``None`` (default) attacks the whole batch. An int attacks only the examples not
         already successful on the clean input, as the reference implementation does: they are sorted
         first and the batch is cut into chunks of this size, chunks without one are skipped
-        (``core.map_live_chunks``), so a batch with many misclassified images costs less. Each chunk
-        draws its own random starts, so results differ from the unchunked ones (not their strength)
-        (static).
+        (``core.map_live_chunks``), so a batch with many misclassified images costs less. Since issue
+        #11 the selection is redone before every run (each restart, each APGD-T target: ``apgd_live``),
+        with a smaller chunk when few examples are left, so an example fooled by one target is not
+        attacked by the next. Each chunk draws its own random starts, so results differ from the
+        unchunked ones (not their strength) (static).
       bounds: pixel range ``(lo, hi)``.
 
     Returns:

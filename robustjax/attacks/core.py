@@ -202,7 +202,8 @@ def map_live_chunks(run: Callable, skip: Callable, operands: tuple, live: Array,
       shrink: when fewer live examples than ``chunk_size`` are left, use the smallest size of
         ``chunk_buckets(chunk_size)`` that holds them all (one ``lax.switch`` branch per size): three
         examples left then cost a batch of 8, not 32, as in the reference implementation, which attacks
-        exactly the examples left. Each size compiles ``run`` once more (static).
+        exactly the examples left. Each size compiles ``run`` once more; under ``vmap`` the switch
+        runs every branch (correct, but slower than without chunks) (static).
 
     Returns:
       ``outputs`` with leading dimension ``B``, in the batch's order.
