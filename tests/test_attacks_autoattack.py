@@ -152,3 +152,90 @@ def test_chunked_ensemble(mlp, data, results):
     assert abs(robust.mean() - results["linf"]["all"].mean()) <= 2 / B  # as strong, up to random draws
     with pytest.raises(ValueError, match="chunk_size"):
         attacks.autoattack(mlp, x, y, key, eps=EPS, chunk_size=0)
+
+
+def test_chunked_ensemble_l2_with_small_chunks(mlp, data, results):
+    """chunk_size=8 also exercises the smaller chunk sizes (8 -> [8, 2]) of the per-target re-selection."""
+    x, y = data
+    key = jax.random.key(0)
+    eps = results["l2"]["eps"]
+    x_adv = jax.jit(functools.partial(attacks.autoattack, mlp, eps=eps, norm="l2", chunk_size=8, **BUDGET))(x, y, key)
+    robust = _robust(mlp, x_adv, y)
+    assert np.all(np.asarray(attacks.lp_norm(x_adv - x, "l2")) <= eps + 1e-5)
+    assert float(x_adv.min()) >= 0.0 and float(x_adv.max()) <= 1.0
+    unchanged = np.all(np.asarray(x_adv == x), axis=(1, 2, 3))
+    assert np.all(unchanged[robust]) and np.all(unchanged[:2])
+    assert abs(robust.mean() - results["l2"]["all"].mean()) <= 2 / B
+
+
+def test_fab_t_per_target_shrinking_keeps_the_robust_set(mlp, data):
+    """FAB-T's runs start at x (no randomness) and an example's path does not depend on what was recorded,
+    so attacking only what is left before each target (fab_live) finds exactly the same adversarial set
+    within eps as running every target on the whole batch (fab)."""
+    from robustjax.attacks.fab import fab_live
+
+    x, y = data
+    key = jax.random.key(0)
+    for norm, eps in (("linf", 0.1), ("l2", 0.4)):
+        full = jax.jit(functools.partial(attacks.fab, mlp, eps=eps, norm=norm, num_steps=6, num_targets=3))(x, y, key)
+        live = jnp.argmax(mlp(x), -1) == y
+        shrunk = jax.jit(lambda x_, y_, k_, lv: fab_live(mlp, k_, x_, y_, eps, lv, 4, norm=norm, num_steps=6,
+                                                         num_targets=3))(x, y, key, live)
+        r_full, r_shrunk = _robust(mlp, full, y), _robust(mlp, shrunk, y)
+        assert 0 < (~r_full[2:]).sum() < B - 2  # a non-trivial robust set on the examples attacked
+        np.testing.assert_array_equal(r_shrunk[2:], r_full[2:])
+        np.testing.assert_array_equal(np.asarray(shrunk[:2]), np.asarray(x[:2]))  # dead: unchanged
+        assert np.all(np.asarray(attacks.lp_norm(shrunk - x, norm)) <= eps + 1e-5)
+
+
+def test_apgd_t_per_target_shrinking_is_as_strong(mlp, data):
+    """APGD-T re-selecting what is left before every target: in the ball, never weaker than one target
+    less, and within random draws of running every target on the whole batch."""
+    from robustjax.attacks.apgd import apgd_live
+
+    x, y = data
+    key = jax.random.key(0)
+    live = jnp.argmax(mlp(x), -1) == y
+    kw = dict(norm="linf", num_steps=6, loss="dlr_targeted", restarts=1, num_classes=K, rho=0.75, momentum=0.75,
+              targeted=False, eot_iter=1, stochastic=False, bounds=(0.0, 1.0))
+    shrunk = jax.jit(lambda x_, y_, k_, lv: apgd_live(mlp, mlp, k_, x_, y_, EPS * 2, lv, 4, num_targets=3, **kw))(
+        x, y, key, live)
+    full = jax.jit(functools.partial(attacks.apgd, mlp, eps=EPS * 2, num_steps=6, loss="dlr_targeted",
+                                     num_targets=3))(x, y, key)
+    assert np.all(np.asarray(attacks.lp_norm(shrunk - x, "linf")) <= 2 * EPS + 1e-6)
+    np.testing.assert_array_equal(np.asarray(shrunk[:2]), np.asarray(x[:2]))
+    assert abs(_robust(mlp, shrunk, y).sum() - _robust(mlp, full, y).sum()) <= 2
+
+
+def test_square_early_stop_matches_the_full_loop(mlp, data):
+    """Square's while_loop with per-example draws, early stop and compaction of the still-robust examples
+    returns, for every example the full fixed-size loop fools, the same point (so the same success)."""
+    from robustjax.attacks.square import square_live
+
+    x, y = data
+    key = jax.random.key(2)
+    live = jnp.argmax(mlp(x), -1) == y
+    for norm, eps in (("linf", 0.06), ("l2", 0.3)):
+        run = lambda compact, chunk: jax.jit(lambda x_, y_, k_, lv: square_live(  # noqa: E731
+            mlp, k_, x_, y_, eps, lv, chunk, norm=norm, num_queries=60, compact=compact))(x, y, key, live)
+        full, fast = run(False, B), run(True, 8)
+        r_full, r_fast = _robust(mlp, full, y), _robust(mlp, fast, y)
+        fooled = ~r_full & np.asarray(live)
+        assert 0 < fooled.sum() < np.asarray(live).sum()  # some fooled, some left
+        np.testing.assert_array_equal(r_fast, r_full)
+        np.testing.assert_allclose(np.asarray(fast)[fooled], np.asarray(full)[fooled], atol=1e-6)
+        np.testing.assert_array_equal(np.asarray(fast)[~np.asarray(live)], np.asarray(x)[~np.asarray(live)])
+        assert np.all(np.asarray(attacks.lp_norm(fast - x, norm)) <= eps + 1e-5)
+
+
+def test_chunked_ensemble_under_vmap(mlp, data):
+    """The chunked mode (lax.switch over chunk sizes, Square's while_loop) still vmaps."""
+    x, y = data
+    attack = functools.partial(attacks.autoattack, mlp, eps=EPS, chunk_size=4, num_steps=3, num_queries=10,
+                               num_targets=2)
+    stacked = jax.jit(jax.vmap(attack, in_axes=(0, 0, None)))(x.reshape(2, 8, H, W, C), y.reshape(2, 8),
+                                                               jax.random.key(1))
+    assert np.all(np.asarray(attacks.lp_norm(stacked.reshape(B, H, W, C) - x, "linf")) <= EPS + 1e-6)
+    robust = _robust(mlp, stacked.reshape(B, H, W, C), y)
+    unchanged = np.all(np.asarray(stacked.reshape(B, H, W, C) == x), axis=(1, 2, 3))
+    assert np.all(unchanged[robust])

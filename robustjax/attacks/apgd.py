@@ -218,9 +218,11 @@ def apgd(
       chunk_size: ``None`` (default) attacks the whole batch. An int attacks only the examples not
         already successful on the clean input, as the reference implementation does: they are sorted
         first and the batch is cut into chunks of this size, chunks without one are skipped
-        (``core.map_live_chunks``), so a batch with many misclassified images costs less. Each chunk
-        draws its own random starts, so results differ from the unchunked ones (not their strength)
-        (static).
+        (``core.map_live_chunks``), so a batch with many misclassified images costs less. Since issue
+        #11 the selection is redone before every run (each restart, each APGD-T target: ``apgd_live``),
+        with a smaller chunk when few examples are left, so an example fooled by one target is not
+        attacked by the next. Each chunk draws its own random starts, so results differ from the
+        unchunked ones (not their strength) (static).
       bounds: pixel range ``(lo, hi)``.
 
     Returns:
@@ -257,10 +259,63 @@ def apgd(
     if chunk_size is None or chunk_size >= x.shape[0]:
         return core.finish(solve(key, x, y, eps), bounds)
     live = ~core.is_success(plain_logits_fn(x), y, targeted)
-    eps_b = jnp.broadcast_to(jnp.asarray(eps, x.dtype), y.shape)
-    (x_out,) = core.map_live_chunks(lambda k, ops, lv: (solve(k, *ops),), lambda ops, lv: (ops[0],),
-                                    (x, y, eps_b), live, key, chunk_size)
+    x_out = apgd_live(logits_fn, plain_logits_fn, key, x, y, eps, live, chunk_size, norm=norm, num_steps=num_steps,
+                      loss=loss, restarts=restarts, num_targets=num_targets, num_classes=num_classes, rho=rho,
+                      momentum=momentum, targeted=targeted, eot_iter=eot_iter, stochastic=stochastic, bounds=bounds)
     return core.finish(x_out, bounds)
+
+
+def _ranked_targets(logits0, y, num_targets, num_classes):
+    """APGD-T/FAB-T's targets: the ``min(num_targets, K - 1)`` classes with the highest clean logits but ``y``."""
+    n_t = min(num_targets, num_classes - 1)
+    return jax.lax.top_k(jnp.where(jax.nn.one_hot(y, num_classes, dtype=bool), -jnp.inf, logits0), n_t)[1]
+
+
+def _objective(loss, targeted, restarts, y, ranked, r):
+    """Run ``r``'s objective ``logits -> [B]`` (to maximise) and the number of runs."""
+    if targeted:
+        if loss in ("dlr", "dlr_targeted"):
+            return lambda z: core.dlr_targeted_loss(z, _max_other_index(z, y), y), restarts
+        loss_fn = core.get_loss(loss)
+        return lambda z: -loss_fn(z, y), restarts
+    if loss == "dlr_targeted":
+        t = jnp.take(ranked, r // restarts, axis=1)
+        return lambda z: core.dlr_targeted_loss(z, y, t), restarts * ranked.shape[1]
+    loss_fn = core.get_loss(loss)
+    return lambda z: loss_fn(z, y), restarts
+
+
+def apgd_live(logits_fn, plain_logits_fn, key, x, y, eps, live, chunk_size, *, norm, num_steps, loss, restarts,
+              num_targets, num_classes, rho, momentum, targeted, eot_iter, stochastic, bounds):
+    """APGD on the ``live`` examples only, re-selecting what is left before every run (target or restart).
+
+    Each run (``core.map_live_runs``) attacks, in chunks of ``chunk_size`` (fewer when few are left), only
+    the live examples that no earlier run has fooled, as the reference AutoAttack does per target: the cost
+    of APGD-T falls with every target instead of staying that of the whole chunk for all nine. Per example
+    the result is the first successful run's point, otherwise the highest objective (as in ``apgd``); dead
+    examples are returned unchanged. Not finished (``core.finish``) and no input checks: callers do both.
+    """
+    eps_b = jnp.broadcast_to(jnp.asarray(eps, x.dtype), y.shape)
+    ranked = (_ranked_targets(plain_logits_fn(x), y, num_targets, num_classes)
+              if (loss == "dlr_targeted" and not targeted) else jnp.zeros(y.shape + (1,), jnp.int32))
+    _, num_runs = _objective(loss, targeted, restarts, y, ranked, 0)
+
+    def run(r, k, ops, st, lv):
+        x_c, y_c, eps_c, ranked_c = ops
+        x_out, found, best = st
+        obj_fn, _ = _objective(loss, targeted, restarts, y_c, ranked_c, r)
+        x_r, found_r, best_r = _apgd_run(
+            logits_fn, x_c, eps_c, k, obj_fn, lambda z: core.is_success(z, y_c, targeted), norm=norm,
+            num_steps=num_steps, rho=rho, momentum=momentum, bounds=bounds, eot_iter=eot_iter,
+            stochastic=stochastic)
+        take = lv & ~found & (found_r | (best_r > best))
+        return (jnp.where(core.per_example(take, x_c), x_r, x_out), found | (lv & found_r),
+                jnp.where(take, best_r, best))
+
+    state = (x, ~live, jnp.full(y.shape, -jnp.inf, x.dtype))
+    x_out, _, _ = core.map_live_runs(run, num_runs, (x, y, eps_b, ranked), state, lambda st: st[1], live, key,
+                                     chunk_size)
+    return x_out
 
 
 def _apgd_solve(logits_fn, plain_logits_fn, key, x, y, eps, *, norm, num_steps, loss, restarts, num_targets,

@@ -7,7 +7,9 @@
 The components run in order; each example is attacked only while it is still classified correctly: a
 ``robust`` mask is carried from component to component, an example's adversarial point is the first one
 that fools the model, and a component whose batch has no robust example left is skipped (``lax.cond``).
-Inside one component the whole batch is computed (XLA shapes are static) and the mask selects.
+Without ``chunk_size`` the whole batch is computed inside one component (XLA shapes are static) and the
+mask selects. With ``chunk_size`` (issue #11) only what is left is attacked, re-selected before every
+component, every APGD-T/FAB-T target, and for Square every query, as the reference implementation does.
 """
 
 from __future__ import annotations
@@ -18,9 +20,9 @@ import jax
 import jax.numpy as jnp
 
 from robustjax.attacks import core
-from robustjax.attacks.apgd import apgd
-from robustjax.attacks.fab import fab
-from robustjax.attacks.square import square
+from robustjax.attacks.apgd import apgd, apgd_live
+from robustjax.attacks.fab import fab, fab_live
+from robustjax.attacks.square import square, square_live
 from robustjax.types import Array, LogitsFn, PRNGKey
 
 COMPONENTS = ("apgd-ce", "apgd-dlr", "apgd-t", "fab", "fab-t", "square")
@@ -55,6 +57,31 @@ def _component(name: str, version: str, *, norm, num_steps, num_queries, num_tar
                                  restarts=restarts or 1)
     if name == "square":
         return functools.partial(square, **common, num_queries=num_queries, restarts=restarts or 1)
+    raise ValueError(f"autoattack: unknown component {name!r}; valid names are {list(COMPONENTS)}.")
+
+
+def _live_component(name: str, version: str, *, norm, num_steps, num_queries, num_targets, restarts, stochastic,
+                    bounds, num_classes, plain_logits_fn, chunk_size):
+    """``(logits_fn, x, y, key, eps, live) -> x_adv`` for one component in the chunked mode: it attacks
+    only ``live`` examples and, before each target/restart (and, for Square, each query), only those still
+    left (see ``apgd_live``, ``fab_live``, ``square_live``)."""
+    plus = version == "plus"
+    eot_iter = 20 if (version == "rand" and stochastic) else 1
+    many = restarts if restarts is not None else (5 if plus else 1)
+    if name.startswith("apgd"):
+        loss = {"apgd-ce": "ce", "apgd-dlr": "dlr", "apgd-t": "dlr_targeted"}[name]
+        kw = dict(norm=norm, num_steps=num_steps, loss=loss, restarts=(restarts or 1) if name == "apgd-t" else many,
+                  num_targets=num_targets, num_classes=num_classes, rho=0.75, momentum=0.75, targeted=False,
+                  eot_iter=1 if name == "apgd-t" else eot_iter, stochastic=stochastic and name != "apgd-t",
+                  bounds=bounds)
+        return lambda lf, x, y, k, eps, live: apgd_live(lf, plain_logits_fn, k, x, y, eps, live, chunk_size, **kw)
+    if name in ("fab", "fab-t"):
+        kw = dict(norm=norm, num_steps=num_steps, restarts=many if name == "fab" else (restarts or 1),
+                  num_targets=num_targets if name == "fab-t" else None, bounds=bounds)
+        return lambda lf, x, y, k, eps, live: fab_live(lf, k, x, y, eps, live, chunk_size, **kw)
+    if name == "square":
+        kw = dict(norm=norm, num_queries=num_queries, restarts=restarts or 1, bounds=bounds)
+        return lambda lf, x, y, k, eps, live: square_live(lf, k, x, y, eps, live, chunk_size, **kw)
     raise ValueError(f"autoattack: unknown component {name!r}; valid names are {list(COMPONENTS)}.")
 
 
@@ -107,10 +134,13 @@ def autoattack(
       restarts: override every component's number of restarts (default: the version's).
       stochastic: the model is randomised (only the APGD components support it).
       chunk_size: ``None`` (default) runs every component on the whole batch and skips it only when no
-        example is left. An int sorts the still-robust examples first, splits the batch into chunks of
-        this size (``lax.map``) and skips every chunk without a robust example, so later components cost
-        about what is left (like the reference implementation). The random draws then depend on the
-        order, so the result differs from the unchunked one (not its strength) (static).
+        example is left. An int attacks, like the reference implementation, only what is left: before
+        every component, every target/restart of APGD-T and FAB-T, the still-robust examples are
+        re-selected, sorted first and attacked in chunks of this size (``lax.map``; a smaller size from
+        ``core.chunk_buckets`` when few are left), chunks without one are skipped; Square stops querying
+        an example once it is fooled and a chunk once all are (``square_live``). The random draws then
+        depend on the order, so the result differs from the unchunked one (not its strength); and FAB-T
+        does not refine, with later targets, a point already found within ``eps`` (static).
       bounds: pixel range ``(lo, hi)``.
 
     Returns:
@@ -148,9 +178,23 @@ def autoattack(
     eps_b = jnp.broadcast_to(jnp.asarray(eps, x.dtype), (batch,))
     chunked = chunk_size is not None and chunk_size < batch
 
-    robust = jnp.argmax(plain_logits_fn(x), axis=-1) == y
+    logits0 = plain_logits_fn(x)
+    robust = jnp.argmax(logits0, axis=-1) == y
     x_adv = x
     for name in names:
+        if chunked:
+            live_attack = _live_component(
+                name, version, norm=norm, num_steps=num_steps, num_queries=num_queries, num_targets=num_targets,
+                restarts=restarts, stochastic=stochastic, bounds=bounds, num_classes=logits0.shape[-1],
+                plain_logits_fn=plain_logits_fn, chunk_size=chunk_size)
+            k = jax.random.fold_in(key, COMPONENTS.index(name))
+            x_new = jax.lax.cond(jnp.any(robust), lambda r, k=k, f=live_attack: f(logits_fn, x, y, k, eps_b, r),
+                                 lambda r: x, robust)
+            fooled = jnp.argmax(plain_logits_fn(x_new), axis=-1) != y
+            newly = robust & fooled
+            x_adv = jnp.where(core.per_example(newly, x), x_new, x_adv)
+            robust = robust & ~fooled
+            continue
         attack = _component(name, version, norm=norm, num_steps=num_steps, num_queries=num_queries,
                             num_targets=num_targets, restarts=restarts, stochastic=stochastic, bounds=bounds)
         k = jax.random.fold_in(key, COMPONENTS.index(name))
@@ -163,11 +207,8 @@ def autoattack(
         def skip(operand, live_):
             return operand[0], jnp.zeros(live_.shape, bool)
 
-        if not chunked:
-            x_new, fooled = jax.lax.cond(jnp.any(robust), lambda o: run(k, o, robust), lambda o: skip(o, robust),
-                                         (x, y, eps_b))
-        else:
-            x_new, fooled = core.map_live_chunks(run, skip, (x, y, eps_b), robust, k, chunk_size)
+        x_new, fooled = jax.lax.cond(jnp.any(robust), lambda o: run(k, o, robust), lambda o: skip(o, robust),
+                                     (x, y, eps_b))
         newly = robust & fooled
         x_adv = jnp.where(core.per_example(newly, x), x_new, x_adv)
         robust = robust & ~fooled

@@ -22,6 +22,7 @@ Conventions used across ``robustjax.attacks``:
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, Sequence
 
 import jax
@@ -170,8 +171,18 @@ def get_loss(loss: str | LossFn) -> LossFn:
 # --------------------------------------------------------------------------------------------------------
 
 
+def chunk_buckets(chunk_size: int, factor: int = 4) -> list[int]:
+    """The chunk sizes ``map_live_chunks(..., shrink=True)`` may use: ``chunk_size``, then divided by
+    ``factor`` while the result is at least 2 (32 -> ``[32, 8, 2]``). Each size is a separate compiled
+    branch, so the list is kept short."""
+    sizes = [chunk_size]
+    while sizes[-1] // factor >= 2:
+        sizes.append(sizes[-1] // factor)
+    return sizes
+
+
 def map_live_chunks(run: Callable, skip: Callable, operands: tuple, live: Array, key: PRNGKey,
-                    chunk_size: int) -> tuple:
+                    chunk_size: int, *, shrink: bool = False) -> tuple:
     """Runs ``run`` only on the chunks of a batch that hold a live example, the live examples sorted first.
 
     XLA needs static shapes, so a batch cannot shrink to the examples still worth attacking. Instead the
@@ -188,10 +199,25 @@ def map_live_chunks(run: Callable, skip: Callable, operands: tuple, live: Array,
       live: ``[B]`` bool.
       key: PRNG key; chunk ``i`` gets ``split(key, num_chunks)[i]``.
       chunk_size: positive int (static).
+      shrink: when fewer live examples than ``chunk_size`` are left, use the smallest size of
+        ``chunk_buckets(chunk_size)`` that holds them all (one ``lax.switch`` branch per size): three
+        examples left then cost a batch of 8, not 32, as in the reference implementation, which attacks
+        exactly the examples left. Each size compiles ``run`` once more; under ``vmap`` the switch
+        runs every branch (correct, but slower than without chunks) (static).
 
     Returns:
       ``outputs`` with leading dimension ``B``, in the batch's order.
     """
+    sizes = chunk_buckets(chunk_size) if shrink else [chunk_size]
+    if len(sizes) == 1:
+        return _map_live_chunks_fixed(run, skip, operands, live, key, chunk_size)
+    n_live = jnp.sum(live)
+    branch = sum((n_live <= s).astype(jnp.int32) for s in sizes[1:])  # sizes decrease: how many still fit
+    branches = [functools.partial(_map_live_chunks_fixed, run, skip, chunk_size=s) for s in sizes]
+    return jax.lax.switch(branch, [lambda o, lv, k, f=f: f(o, lv, k) for f in branches], operands, live, key)
+
+
+def _map_live_chunks_fixed(run, skip, operands, live, key, chunk_size):
     batch = live.shape[0]
     num_chunks = -(-batch // chunk_size)
     pad = num_chunks * chunk_size - batch
@@ -215,6 +241,37 @@ def map_live_chunks(run: Callable, skip: Callable, operands: tuple, live: Array,
         return jnp.zeros_like(flat).at[order].set(flat)
 
     return tuple(unsort(v) for v in outs)
+
+
+def map_live_runs(run: Callable, num_runs: int, operands: tuple, state: tuple, done: Callable, live: Array,
+                  key: PRNGKey, chunk_size: int) -> tuple:
+    """``num_runs`` runs of an attack (targets x restarts), each on only the examples still left.
+
+    Before run ``r`` the examples ``live & ~done(state)`` are re-selected and only they are attacked, in
+    chunks (``map_live_chunks(..., shrink=True)``): an example fooled by one target is not attacked by the
+    next, as in the reference AutoAttack's APGD-T/FAB-T. Inside a ``lax.fori_loop``.
+
+    Args:
+      run: ``(r, key, operands_chunk, state_chunk, live_chunk) -> state_chunk``.
+      num_runs: number of runs (static).
+      operands: tuple of ``[B, ...]`` arrays that do not change.
+      state: tuple of ``[B, ...]`` arrays carried from run to run (what a skipped chunk keeps).
+      done: ``state -> [B]`` bool, examples that need no further run.
+      live: ``[B]`` bool, examples to attack at all.
+      key: PRNG key; run ``r`` uses ``fold_in(key, r)``.
+      chunk_size: positive int (static).
+    """
+    n_ops = len(operands)
+
+    def body(r, st):
+        @xla_cpu.canonicalize_convs  # the run's gradients outside its own step loop sit in this loop's body
+        def run_chunk(k, ops, lv):
+            return tuple(run(r, k, ops[:n_ops], ops[n_ops:], lv))
+
+        return map_live_chunks(run_chunk, lambda ops, lv: tuple(ops[n_ops:]), tuple(operands) + tuple(st),
+                               live & ~done(st), jax.random.fold_in(key, r), chunk_size, shrink=True)
+
+    return jax.lax.fori_loop(0, num_runs, body, tuple(state))
 
 
 def per_example(value: Array | float, x: Array) -> Array:

@@ -168,24 +168,49 @@ def fab(
                                            eta=eta, beta=beta)
     if num_classes < 2:
         raise ValueError(f"fab: the logits must have at least 2 classes, got {num_classes}.")
-    lo, hi = bounds
     y = y.astype(jnp.int32)
     batch = x.shape[0]
-    dual = "l2" if norm == "l2" else "l1"
     eps_b = jnp.broadcast_to(jnp.asarray(eps, x.dtype), (batch,))
-    onehot_y = jax.nn.one_hot(y, num_classes, dtype=x.dtype)
     xf = x.reshape(batch, -1)
-
     logits0 = logits_fn(x)
     found0 = core.is_success(logits0, y, targeted)
     if num_targets is not None:
         n_t = min(num_targets, num_classes - 1)
-        ranked = jax.lax.top_k(jnp.where(onehot_y > 0, -jnp.inf, logits0), n_t)[1]
+        ranked = _ranked_targets(logits0, y, n_t, num_classes)
     else:
         n_t = 1
         ranked = None
+    settings = dict(norm=norm, num_steps=num_steps, restarts=restarts, targeted=targeted, num_classes=num_classes,
+                    alpha_max=alpha_max, eta=eta, beta=beta, bounds=bounds)
 
-    def boundary(x_i, target):
+    def outer(r, carry):
+        return _fab_one_run(logits_fn, r, jax.random.fold_in(key, r) if key is not None else None, x, y, eps_b,
+                            ranked, *carry, **settings)
+
+    best0 = jnp.where(found0, 0.0, jnp.inf).astype(x.dtype)
+    x_out, best = jax.lax.fori_loop(0, restarts * n_t, xla_cpu.canonicalize_convs(outer), (xf, best0))
+    x_adv = jnp.where((best <= eps_b)[:, None], x_out, xf).reshape(x.shape)
+    return core.finish(x_adv, bounds)
+
+
+def _ranked_targets(logits0, y, n_t, num_classes):
+    return jax.lax.top_k(jnp.where(jax.nn.one_hot(y, num_classes, dtype=bool), -jnp.inf, logits0), n_t)[1]
+
+
+def _fab_one_run(logits_fn, r, key, x, y, eps_b, ranked, x_out, best, *, norm, num_steps, restarts, targeted,
+                 num_classes, alpha_max, eta, beta, bounds):
+    """Run ``r`` of :func:`fab` (target ``ranked[:, r // restarts]``) on a batch; returns ``(x_out, best)``.
+
+    ``x_out`` ``[b, n]`` (flat) is the smallest adversarial point so far and ``best`` its norm (``inf`` while
+    none). ``key`` is this run's key (only used for restarts)."""
+    lo, hi = bounds
+    batch = x.shape[0]
+    dual = "l2" if norm == "l2" else "l1"
+    onehot_y = jax.nn.one_hot(y, num_classes, dtype=x.dtype)
+    xf = x.reshape(batch, -1)
+    target = None if ranked is None else jnp.take(ranked, r // restarts, axis=1)
+
+    def boundary(x_i):
         """``(h [B], g [B, n])``: the chosen linearised boundary at ``x_i``."""
         z, vjp_fn = jax.vjp(logits_fn, x_i)
         if ranked is None and not targeted:
@@ -215,41 +240,68 @@ def fab(
         g = vjp_fn(ct)[0].reshape(batch, -1)
         return h, g
 
-    def run(x_start, target, x_out, best):
-        def body(_, carry):
-            x_i, x_out, best = carry
-            h, g = boundary(x_i.reshape(x.shape), target)
-            d_i = project_hyperplane_box(g, -h, lo - x_i, hi - x_i, norm)
-            c_0 = -(h + jnp.sum(g * (xf - x_i), axis=-1))
-            d_0 = project_hyperplane_box(g, c_0, lo - xf, hi - xf, norm)
-            a_i = core.lp_norm(d_i, norm)
-            a_0 = core.lp_norm(d_0, norm)
-            alpha = jnp.minimum(a_i / (a_i + a_0 + 1e-12), alpha_max)[:, None]
-            x_new = jnp.clip((1 - alpha) * (x_i + eta * d_i) + alpha * (xf + eta * d_0), lo, hi)
-            adv = core.is_success(logits_fn(x_new.reshape(x.shape)), y, targeted)
-            dist = core.lp_norm(x_new - xf, norm)
-            better = adv & (dist < best)
-            x_out = jnp.where(better[:, None], x_new, x_out)
-            best = jnp.where(better, dist, best)
-            x_i = jnp.where(adv[:, None], (1 - beta) * xf + beta * x_new, x_new)
-            return x_i, x_out, best
+    def body(_, carry):
+        x_i, x_out, best = carry
+        h, g = boundary(x_i.reshape(x.shape))
+        d_i = project_hyperplane_box(g, -h, lo - x_i, hi - x_i, norm)
+        c_0 = -(h + jnp.sum(g * (xf - x_i), axis=-1))
+        d_0 = project_hyperplane_box(g, c_0, lo - xf, hi - xf, norm)
+        a_i = core.lp_norm(d_i, norm)
+        a_0 = core.lp_norm(d_0, norm)
+        alpha = jnp.minimum(a_i / (a_i + a_0 + 1e-12), alpha_max)[:, None]
+        x_new = jnp.clip((1 - alpha) * (x_i + eta * d_i) + alpha * (xf + eta * d_0), lo, hi)
+        adv = core.is_success(logits_fn(x_new.reshape(x.shape)), y, targeted)
+        dist = core.lp_norm(x_new - xf, norm)
+        better = adv & (dist < best)
+        x_out = jnp.where(better[:, None], x_new, x_out)
+        best = jnp.where(better, dist, best)
+        x_i = jnp.where(adv[:, None], (1 - beta) * xf + beta * x_new, x_new)
+        return x_i, x_out, best
 
-        _, x_out, best = jax.lax.fori_loop(0, num_steps, xla_cpu.canonicalize_convs(body), (x_start, x_out, best))
-        return x_out, best
+    if restarts > 1:
+        radius = 0.5 * jnp.minimum(best, eps_b)
+        radius = jnp.where(jnp.isfinite(radius), radius, 0.0)
+        radius = jnp.where(r % restarts == 0, 0.0, radius)
+        x_start = _fab_restart_point(key, x, radius, norm, bounds).reshape(batch, -1)
+    else:
+        x_start = xf
+    _, x_out, best = jax.lax.fori_loop(0, num_steps, xla_cpu.canonicalize_convs(body), (x_start, x_out, best))
+    return x_out, best
 
-    def outer(r, carry):
-        x_out, best = carry
-        target = None if ranked is None else ranked[:, r // restarts]
-        if restarts > 1:
-            radius = 0.5 * jnp.minimum(best, eps_b)
-            radius = jnp.where(jnp.isfinite(radius), radius, 0.0)
-            radius = jnp.where(r % restarts == 0, 0.0, radius)
-            x_start = _fab_restart_point(jax.random.fold_in(key, r), x, radius, norm, bounds).reshape(batch, -1)
-        else:
-            x_start = xf
-        return run(x_start, target, x_out, best)
 
-    best0 = jnp.where(found0, 0.0, jnp.inf).astype(x.dtype)
-    x_out, best = jax.lax.fori_loop(0, restarts * n_t, xla_cpu.canonicalize_convs(outer), (xf, best0))
-    x_adv = jnp.where((best <= eps_b)[:, None], x_out, xf).reshape(x.shape)
-    return core.finish(x_adv, bounds)
+def fab_live(logits_fn, key, x, y, eps, live, chunk_size, *, norm="linf", num_steps=100, restarts=1,
+             num_targets=None, alpha_max=0.1, eta=1.05, beta=0.9, bounds=(0.0, 1.0)):
+    """Untargeted FAB / FAB-T on the ``live`` examples only, re-selecting what is left before every run.
+
+    For AutoAttack (inputs already checked by it): each run (target or restart; ``core.map_live_runs``)
+    attacks, in chunks of ``chunk_size`` (fewer when few are left), only the live examples without an
+    adversarial point within ``eps`` yet, as the reference AutoAttack's FAB-T does per target. Unlike
+    :func:`fab`, a point found within ``eps`` is therefore not refined by later targets (its norm may be
+    larger; whether it fools the model is the same). Returns ``x_adv`` (unfinished): the smallest
+    adversarial point found if within ``eps``, else ``x``.
+    """
+    y = y.astype(jnp.int32)
+    batch = x.shape[0]
+    num_classes = jax.eval_shape(logits_fn, x).shape[-1]
+    eps_b = jnp.broadcast_to(jnp.asarray(eps, x.dtype), (batch,))
+    if num_targets is not None:
+        n_t = min(num_targets, num_classes - 1)
+        ranked = _ranked_targets(logits_fn(x), y, n_t, num_classes)
+    else:
+        n_t = 1
+        ranked = jnp.zeros((batch, 1), jnp.int32)
+    settings = dict(norm=norm, num_steps=num_steps, restarts=restarts, targeted=False, num_classes=num_classes,
+                    alpha_max=alpha_max, eta=eta, beta=beta, bounds=bounds)
+
+    def run(r, k, ops, st, lv):
+        x_c, y_c, eps_c, ranked_c = ops
+        x_out, best = st
+        x_new, best_new = _fab_one_run(logits_fn, r, k, x_c, y_c, eps_c,
+                                       ranked_c if num_targets is not None else None, x_out, best, **settings)
+        return jnp.where(lv[:, None], x_new, x_out), jnp.where(lv, best_new, best)
+
+    xf = x.reshape(batch, -1)
+    best0 = jnp.where(live, jnp.inf, 0.0).astype(x.dtype)
+    x_out, best = core.map_live_runs(run, restarts * n_t, (x, y, eps_b, ranked), (xf, best0),
+                                     lambda st: st[1] <= eps_b, live, key, chunk_size)
+    return jnp.where((best <= eps_b)[:, None], x_out, xf).reshape(x.shape)
