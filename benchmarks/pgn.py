@@ -20,9 +20,8 @@ keeps the cost ratios comparable with the paper's.
 
 - ``naive``: plain training (Table 3's "Baseline"); ``naive_source``: the same with another seed, the
   independently trained network the black-box examples are crafted on;
-- ``fgm_at_eps<e>``: FGM-AT, L2 radius ``e`` for every ``e`` of ``--eps_sweep``. There is no separate
-  FGM-AT defense in robustjax (checked when this script was written): it is ``pgd_at`` with an L2 ``fgm``
-  spec (``robustjax.defenses.pgn.baseline_config``);
+- ``fgm_at_eps<e>``: FGM-AT, L2 radius ``e`` for every ``e`` of ``--eps_sweep``: the ``fgm_at`` defense
+  with alpha 0 (``robustjax.defenses.pgn.baseline_config``);
 - ``pgd_at_eps<e>``: L2 PGD-AT, 10 steps of 0.25 e from a random start (Table 1's PGD iter 10);
 - ``pgn_cl<c>``: PGN with c_L = ``c`` for every ``c`` of ``--cl_sweep``.
 

@@ -7,8 +7,8 @@ and evaluation as configs/pgn_cifar10.py, trained by plain training, FGM-AT or L
     python main.py --config=configs/pgn_baseline_cifar10.py:smoke                 # a few steps
 
 Config arguments: ``method`` (naive | fgm_at | pgd_at, default pgd_at), ``eps`` (the L2 training radius,
-default 0.1 as in Table 3), ``width`` and ``smoke`` as in configs/pgn_cifar10.py. FGM-AT is the ``pgd_at``
-defense with an L2 ``fgm`` spec (no separate FGM-AT defense exists); PGD-AT takes Table 1's 10 iterations
+default 0.1 as in Table 3), ``width`` and ``smoke`` as in configs/pgn_cifar10.py. FGM-AT is the ``fgm_at``
+defense (alpha 0: adversarial examples only); PGD-AT takes Table 1's 10 iterations
 of 0.25 eps from a random start. Built by robustjax.defenses.pgn.baseline_config.
 """
 

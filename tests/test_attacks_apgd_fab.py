@@ -237,7 +237,7 @@ def test_fab_targeted(mlp, data):
 
 def test_projection_onto_hyperplane_and_box_is_exact():
     """Against scipy on random small problems: the minimal L2 (SLSQP) and L-inf (linear program) steps."""
-    scipy_optimize = pytest.importorskip("scipy.optimize")
+    from scipy import optimize as scipy_optimize  # scipy comes with scikit-learn, a dependency
     rng = np.random.default_rng(0)
     n, batch = 7, 12
     w = rng.normal(size=(batch, n))

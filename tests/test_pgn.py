@@ -394,7 +394,7 @@ def test_bad_optimizer_name_and_image_size_fail_in_build():
 @pytest.mark.parametrize("dataset, eps", [("cifar10", 0.1), ("cifar100", 0.02)])
 def test_baseline_configs_change_only_the_training_method(dataset, eps):
     ours = load_config(f"pgn_{dataset}.py")
-    for method, name in (("naive", "standard"), ("fgm_at", "pgd_at"), ("pgd_at", "pgd_at")):
+    for method, name in (("naive", "standard"), ("fgm_at", "fgm_at"), ("pgd_at", "pgd_at")):
         c = load_config(f"pgn_baseline_{dataset}.py", f"method={method}")
         assert c.defense.name == name
         for section in ("data", "model", "eval"):

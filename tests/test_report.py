@@ -10,15 +10,13 @@ import sys
 
 import numpy as np
 import pytest
+from tensorboard.backend.event_processing import event_accumulator  # the test extra's event reader
 
 from robustjax import experiment
 from robustjax.evaluate import compare, figures, report
 from robustjax.train import loop, summaries
 from tests.test_config import ROOT, load_config
 
-event_accumulator = pytest.importorskip(
-    "tensorboard.backend.event_processing.event_accumulator",
-    reason="the tensorboard package (in the test extra) reads the event files back")
 
 
 @pytest.fixture(scope="module")

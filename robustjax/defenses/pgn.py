@@ -321,7 +321,7 @@ def baseline_config(config, method: str, eps: float = 0.1, pgd_steps: int = 10):
 
     - ``"naive"``: plain training (``standard``);
     - ``"fgm_at"``: Goodfellow et al.'s adversarial training with the L2 fast gradient method of radius
-      ``eps`` (``pgd_at`` with an ``fgm`` L2 spec; the library has no separate FGM-AT defense);
+      ``eps`` (the ``fgm_at`` defense, ``alpha`` 0);
     - ``"pgd_at"``: Madry et al.'s L2 PGD-AT, ``pgd_steps`` steps (Table 1: 10) of ``0.25 * eps``
       (2.5 eps / 10: Madry's rule; Table 1 gives no step size; relative, so an eps sweep scales it) from a
       random start.
@@ -335,8 +335,8 @@ def baseline_config(config, method: str, eps: float = 0.1, pgd_steps: int = 10):
     if method == "naive":
         c.defense = {"name": "standard"}
     elif method == "fgm_at":
-        c.defense = {"name": "pgd_at", "attack": {"attack": "fgm", "eps": float(eps), "norm": "l2"},
-                     "adv_fraction": 1.0}
+        c.defense = {"name": "fgm_at", "attack": {"attack": "fgm", "eps": float(eps), "norm": "l2"},
+                     "alpha": 0.0, "adv_fraction": 1.0}
     else:
         c.defense = {"name": "pgd_at", "adv_fraction": 1.0,
                      "attack": {"attack": "pgd", "eps": float(eps), "norm": "l2", "num_steps": int(pgd_steps),
