@@ -472,6 +472,8 @@ def test_configs_follow_the_papers_grids_attack_step_and_resnet():
     assert mnist.eval.curves.pgd40.eps_grid == pytest.approx([0.0, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5])
     assert mnist.eval.curves.pgd40.rel_step_size == pytest.approx(2.5 / 40)  # the step reaches every eps_i
     assert mnist.defense.attack.step_size == mnist.eval.attacks.pgd40_0p3.step_size == 0.01
+    assert mnist.eval.attacks.pgd40c_0p3.step_size == pytest.approx(2.5 * 0.3 / 40)  # Table 5, converging reading
+    assert load_config("atgan_mnist.py", "eps_t=0.2").eval.attacks.pgd40c_0p2.eps == 0.2
     literal = load_config("atgan_mnist.py", "pgd_step=1.0")  # Sec. 4.2's alpha = 1, taken literally
     assert literal.defense.attack.step_size == literal.eval.attacks.pgd40_0p3.step_size == 1.0
     for name in ("atgan_svhn.py", "atgan_cifar10.py"):
