@@ -497,3 +497,44 @@ def test_baseline_configs_are_the_discriminator_body_with_atgans_budget_and_atta
         assert b.eval.to_dict() == a.eval.to_dict()
     plain = load_config(f"atgan_baseline_{dataset}.py", "eps_t=0")
     assert plain.defense.name == "standard" and load_config(f"atgan_{dataset}.py", "eps_t=0").defense.adv_fraction == 0
+
+
+def test_sweep_script_plans_the_papers_runs_with_the_plain_cnn_first_and_atgan_reusing_it(tmp_path, capsys):
+    """benchmarks/atgan_sweep.py: eps_t 0 (the loss network) first; FracAT only where eps_t > 0; ATGAN reads
+    the plain CNN's run; the budget overrides reach the config and the printed main.py command."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location("atgan_sweep", os.path.join(os.path.dirname(__file__), "..",
+                                                                               "benchmarks", "atgan_sweep.py"))
+    sweep = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sweep)
+    argv = ["atgan_sweep.py", "--dataset", "mnist", "--npz", "x.npz", "--out", str(tmp_path), "--eps_t", "0.3",
+            "--frac", "1", "0.5", "--train", "512", "--train_steps", "5", "--print"]
+    old, sys.argv = sys.argv, argv
+    try:
+        sweep.main()
+    finally:
+        sys.argv = old
+    lines = capsys.readouterr().out.strip().splitlines()
+    names = [line.rsplit("--workdir=", 1)[1] for line in lines]
+    assert names == [os.path.join(str(tmp_path), n) for n in (
+        "baseline-eps_t0", "atgan-eps_t0", "baseline-eps_t0.3", "atgan-eps_t0.3", "baseline-eps_t0.3-frac0.5",
+        "atgan-eps_t0.3-frac0.5")]
+    assert not any(os.scandir(tmp_path))  # --print runs nothing
+    assert "configs/atgan_mnist.py:eps_t=0.3,frac=0.5" in lines[5] and "configs/atgan_baseline_mnist.py:eps_t=0 " in lines[0]
+    assert "defense.loss_net_workdir=" + os.path.join(str(tmp_path), "baseline-eps_t0") in lines[3]
+    assert "defense.attack" not in lines[0] and "defense.attack.step_size=0.15" in lines[2]  # 2.5 * 0.3 / 5
+
+    class A:  # the parsed arguments overrides() reads
+        npz, paper, train, epochs, eval, train_steps, ramp = "x.npz", False, 512, 2.0, 64, 5, 1.0
+    run = {"model": "atgan", "eps_t": 0.3}
+    c = sweep.load_config("atgan_mnist", "eps_t=0.3,frac=0.5")
+    o = sweep.overrides(A, run, c, str(tmp_path))
+    assert (c.data.train_size, c.eval.num_examples, c.train.epochs, c.defense.adv_fraction) == (512, 64, 2.0, 0.5)
+    assert (c.defense.attack.num_steps, c.defense.attack.step_size) == (5, pytest.approx(0.15))
+    assert c.defense.loss_net_epochs == 0.0 and o["defense.loss_net_workdir"] == c.defense.loss_net_workdir
+    A.paper = True
+    c = sweep.load_config("atgan_mnist", "eps_t=0.3")
+    sweep.overrides(A, run, c, str(tmp_path))
+    assert (c.train.epochs, c.defense.attack.num_steps, c.defense.attack.step_size) == (50, 40, 0.01)
