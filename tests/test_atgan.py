@@ -455,6 +455,40 @@ def test_loss_net_restored_from_a_run(mnist_run):
     assert _leaves_equal(state["loss_net"].params, saved["loss_net"].params)
 
 
+def test_loss_net_skips_a_damaged_newest_checkpoint_of_the_other_run(mnist_run, tmp_path, capfd):
+    """load_network falls back to the next older checkpoint, with one warning line, as resuming does; with
+    none usable it says so."""
+    import glob
+    import shutil
+
+    c, workdir, _ = mnist_run
+    copy = str(tmp_path / "run")
+    shutil.copytree(workdir, copy)
+    steps = loop.checkpoint_steps(copy)
+    assert len(steps) >= 2, steps
+    sample = {"image": jnp.zeros((c.data.batch_size, 28, 28, 1)), "label": jnp.zeros((c.data.batch_size,), jnp.int32)}
+    template = jax.eval_shape(atgan.build(c, INFO_MNIST, 4).init, jax.random.PRNGKey(0), sample)
+    like = {"params": template["loss_net"].params, "batch_stats": template["loss_net"].batch_stats}
+    newest = atgan.load_network(copy, like)
+    for step in steps[:-2]:
+        shutil.rmtree(os.path.join(copy, "checkpoints", str(step)))
+    files = glob.glob(os.path.join(copy, "checkpoints", str(steps[-1]), "state", "**", "d", "*"), recursive=True)
+    assert files
+    for f in files:
+        os.truncate(f, os.path.getsize(f) // 2)
+    capfd.readouterr()
+    older = atgan.load_network(copy, like)
+    err = capfd.readouterr().err
+    warnings = [line for line in err.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and f"checkpoints/{steps[-1]} cannot be used" in warnings[0], err
+    assert "using an older one" in warnings[0]
+    # The loss network is frozen in ATGAN's phase: both checkpoints hold it, unchanged.
+    assert _leaves_equal(older["params"], newest["params"])
+    shutil.rmtree(os.path.join(copy, "checkpoints", str(steps[-2])))
+    with pytest.raises(ValueError, match="none of its checkpoints can be restored"):
+        atgan.load_network(copy, like)
+
+
 def test_loss_net_restore_errors_before_training(mnist_run, cifar_run, tmp_path):
     c, _, _ = mnist_run
     c2 = c.copy_and_resolve_references()

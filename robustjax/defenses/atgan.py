@@ -198,9 +198,11 @@ def read_config(config) -> dict[str, Any]:
 
 
 def load_network(workdir: str, like: dict) -> dict:
-    """A network's ``{"params", "batch_stats"}`` from the newest checkpoint of another run.
+    """A network's ``{"params", "batch_stats"}`` from the newest usable checkpoint of another run.
 
     Takes that run's ``loss_net`` (an ATGAN run) or else its ``classifier`` (a standard or PGD-AT run).
+    As in resuming (``loop.restore_latest``), a checkpoint that cannot be read or holds NaN/inf is skipped
+    with a one-line warning and the next older one is used; the other run's folder is never changed.
 
     Args:
       workdir: the other run's work directory (the one holding ``checkpoints/``).
@@ -208,9 +210,15 @@ def load_network(workdir: str, like: dict) -> dict:
         ``jax.ShapeDtypeStruct``); the restored network must have the same structure and shapes.
 
     Raises:
-      ValueError: no checkpoint there, no suitable network in it, or an architecture that does not match.
+      ValueError: no usable checkpoint there, no suitable network in it, or an architecture that does not
+        match.
     """
+    import sys
+
+    import numpy as np
     import orbax.checkpoint as ocp
+
+    from robustjax.train import loop
 
     field = "config.defense.loss_net_workdir"
     directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
@@ -218,13 +226,33 @@ def load_network(workdir: str, like: dict) -> dict:
         raise ValueError(f"{field}={workdir!r}: no checkpoints/ directory there; give the work directory "
                          "of a finished run (ATGAN, standard or PGD-AT with the same config.model)")
     mngr = ocp.CheckpointManager(directory)
+    restored, skipped = None, []
     try:
-        step = mngr.latest_step()
-        if step is None:
+        steps = sorted(mngr.all_steps(), reverse=True)
+        if not steps:
             raise ValueError(f"{field}={workdir!r}: the checkpoints/ directory holds no checkpoint")
-        restored = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))["state"]
+        with loop._quiet_aborted_reads():
+            for step in steps:
+                try:
+                    state = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))["state"]
+                except Exception as e:  # a damaged checkpoint: Orbax raises many kinds
+                    skipped.append((step, f"unreadable ({type(e).__name__}: {str(e).splitlines()[0][:120]})"))
+                    continue
+                leaves = [np.asarray(a) for a in jax.tree.leaves(state) if hasattr(a, "dtype")]
+                if any(np.issubdtype(a.dtype, np.inexact) and not np.all(np.isfinite(a)) for a in leaves):
+                    skipped.append((step, "it holds NaN or inf"))
+                    continue
+                restored = state
+                break
     finally:
         mngr.close()
+    for step, why in skipped:
+        then = "using an older one" if restored is not None else "none is usable"
+        print(f"[robustjax] warning: {field}: checkpoint {directory}/{step} cannot be used: {why}; {then}",
+              file=sys.stderr, flush=True)
+    if restored is None:
+        raise ValueError(f"{field}={workdir!r}: none of its checkpoints can be restored (steps {steps}); "
+                         "re-run that run or give another work directory")
     for name in ("loss_net", "classifier"):
         if isinstance(restored, dict) and name in restored:
             net = restored[name]
