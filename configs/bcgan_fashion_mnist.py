@@ -2,25 +2,13 @@
 
     python main.py --config=configs/bcgan_fashion_mnist.py --workdir=runs/bcgan_fmnist       # tfds (downloads)
     python main.py --config=configs/bcgan_fashion_mnist.py --workdir=runs/bcgan_fmnist \
-        --config.data.source=npz --config.data.path=/path/to/fashion_mnist.npz              # offline
+        --config.data.source=idx --config.data.path=/usr/share/datasets/fashion-mnist   # offline
     python main.py --config=configs/bcgan_fashion_mnist.py:smoke --workdir=/tmp/bcgan_smoke  # a few steps
 
-Offline, the data come from an npz file with ``x_train, y_train, x_test, y_test`` (uint8 images [N, 28,
-28, 1], int labels). Debian and Ubuntu package the dataset (``apt-get install dataset-fashion-mnist``
-puts Zalando's idx files under /usr/share/datasets/fashion-mnist/); convert them once with::
-
-    python - <<'PY'
-    import glob, gzip, numpy as np
-    def idx(pattern, offset):      # an idx file (gzipped or not): a header, then uint8 values
-        [path] = glob.glob("/usr/share/datasets/fashion-mnist/" + pattern + "*")
-        raw = (gzip.open if path.endswith(".gz") else open)(path, "rb").read()
-        return np.frombuffer(raw, np.uint8, offset=offset)
-    np.savez_compressed("fashion_mnist.npz",
-        x_train=idx("train-images-idx3-ubyte", 16).reshape(-1, 28, 28, 1), y_train=idx("train-labels-idx1-ubyte", 8),
-        x_test=idx("t10k-images-idx3-ubyte", 16).reshape(-1, 28, 28, 1), y_test=idx("t10k-labels-idx1-ubyte", 8))
-    PY
-
-(or any other copy of the idx files: https://github.com/zalandoresearch/fashion-mnist).
+Offline, the data come from the official IDX files (``source=idx``: the folder holding
+``train-images-idx3-ubyte.gz`` and the other three, gzipped or not). Debian and Ubuntu package them:
+``apt-get install dataset-fashion-mnist`` puts Zalando's files under /usr/share/datasets/fashion-mnist/;
+any other copy works too (https://github.com/zalandoresearch/fashion-mnist).
 
 Everything as configs/bcgan_mnist.py (the same classifier, ``lenet``, as the Fashion-MNIST baselines
 configs/fgsm_at_fashion_mnist.py; the same AC-GAN, optimizers, lengths, beta, pool of 60,000 boundary

@@ -2,6 +2,8 @@
 
     python main.py --config=configs/fgsm_at_fashion_mnist.py           # eps 0.15 (tfds fashion_mnist)
     python main.py --config=configs/fgsm_at_fashion_mnist.py:eps=0.05  # BCGAN's other model
+    python main.py --config=configs/fgsm_at_fashion_mnist.py --config.data.source=idx \
+        --config.data.path=/usr/share/datasets/fashion-mnist           # offline: the official IDX files
     python main.py --config=configs/fgsm_at_fashion_mnist.py:smoke     # a few steps, offline
 
 Objective: 0.5 * J(x) + 0.5 * J(x + eps * sign(grad_x J)) (Goodfellow et al.'s alpha = 0.5).

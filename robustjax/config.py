@@ -143,6 +143,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
         _fail("data.source", f"{d.source!r} is not one of {SOURCES}")
     if d.source == "npz" and not d.path:
         _fail("data.path", "source=npz needs a path to a .npz file with x_train/y_train/x_test/y_test")
+    if d.source == "idx" and not d.path:
+        _fail("data.path", "source=idx needs the folder holding train-images-idx3-ubyte(.gz) and the other "
+              "three MNIST-format files (Fashion-MNIST: /usr/share/datasets/fashion-mnist from Debian's "
+              "dataset-fashion-mnist)")
     _positive_int(config, "data.batch_size", d.batch_size)
     _positive_int(config, "data.train_size", d.train_size, allow_zero=True)
     _positive_int(config, "data.test_size", d.test_size, allow_zero=True)
@@ -254,7 +258,7 @@ def shrink_for_smoke(c: ml_collections.ConfigDict, *, train_size: int = 128, tes
     from robustjax.data import synthetic
 
     c.smoke = True
-    if c.data.source in ("tfds", "npz") and c.data.name in synthetic.SHAPES:
+    if c.data.source in ("tfds", "npz", "idx") and c.data.name in synthetic.SHAPES:
         c.data.source = "synthetic"
     c.data.train_size, c.data.test_size, c.data.batch_size = train_size, test_size, batch_size
     c.train.steps = steps

@@ -8,6 +8,11 @@ archives with ``x_train, y_train, x_test, y_test``, uint8 NHWC images). They fin
 ``$ROBUSTJAX_TEST_DATA``, or else ``../shared/data`` beside the repository when that exists (the
 developers' layout). Without it those tests skip and say what to set. ``ROBUSTJAX_REQUIRE_TEST_DATA=1``
 turns the skips into failures: CI sets it, so CI always runs them.
+
+Fashion-MNIST is not in that directory: its official IDX files come from Debian's ``dataset-fashion-mnist``
+package (``/usr/share/datasets/fashion-mnist``), or from ``$ROBUSTJAX_TEST_DATA/fashion-mnist``. The few
+tests that read it skip without it, also under ``ROBUSTJAX_REQUIRE_TEST_DATA`` (a system package a test
+machine may not be allowed to install); ``.ci/run`` installs the package when it can.
 """
 
 import os
@@ -49,6 +54,22 @@ def real_data(filename: str) -> str:
     if os.environ.get(REQUIRE_ENV, "") not in ("", "0"):
         pytest.fail(f"{REQUIRE_ENV} is set but a real-data test cannot run: {reason}", pytrace=False)
     pytest.skip(reason)
+
+
+FASHION_MNIST_SYSTEM_DIR = "/usr/share/datasets/fashion-mnist"
+
+
+@pytest.fixture(scope="session")
+def fashion_mnist_dir() -> str:
+    """The folder of Fashion-MNIST's official IDX files, or skip saying how to get them."""
+    from robustjax.data import idx
+
+    candidates = [os.path.join(d, "fashion-mnist") for d in [test_data_dir()] if d] + [FASHION_MNIST_SYSTEM_DIR]
+    for directory in candidates:
+        if os.path.isdir(directory) and idx.find_file(directory, "t10k-labels-idx1-ubyte"):
+            return directory
+    pytest.skip(f"needs Fashion-MNIST's IDX files in one of {candidates}: `apt-get install dataset-fashion-mnist` "
+                f"(Debian) or copy the four files to ${DATA_ENV}/fashion-mnist")
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import threading
 import time
 
@@ -310,7 +311,7 @@ def test_tfds_failed_prepare_becomes_unavailable(tmp_path, monkeypatch):
 
 
 def test_unknown_source_and_names_list_the_choices():
-    with pytest.raises(ValueError, match=r"valid sources: \['tfds', 'npz', 'digits', 'toy2d', 'synthetic'\]"):
+    with pytest.raises(ValueError, match=r"valid sources: \['tfds', 'npz', 'idx', 'digits', 'toy2d', 'synthetic'\]"):
         data.load({"name": "mnist", "source": "hdf5"})
     with pytest.raises(ValueError, match=r"valid names: \['two_gaussians', 'circles', 'moons'\]"):
         data.load({"name": "spirals", "source": "toy2d"})
@@ -544,3 +545,96 @@ def test_synthetic_standin_classes_are_learnable_by_their_mean_pattern():
 def test_synthetic_standin_unknown_name_lists_the_known_ones():
     with pytest.raises(ValueError, match=r"no synthetic stand-in for dataset 'imagenet'.*mnist"):
         data.load({"source": "synthetic", "name": "imagenet"})
+
+
+# ----------------------------------------------------------------------------------------------- idx
+
+
+def _write_idx(path, array, *, gz=False, type_byte=0x08):
+    import gzip
+    import struct
+
+    array = np.asarray(array, np.uint8)
+    raw = bytes([0, 0, type_byte, array.ndim]) + struct.pack(">" + "I" * array.ndim, *array.shape) + array.tobytes()
+    with (gzip.open if gz else open)(path, "wb") as f:
+        f.write(raw)
+
+
+def _idx_folder(tmp_path, n_train=7, n_test=5, gz=True, dotted=False):
+    rng = np.random.default_rng(0)
+    arrays = {"train-images-idx3-ubyte": rng.integers(0, 256, (n_train, 4, 3)),
+              "train-labels-idx1-ubyte": rng.integers(0, 10, n_train),
+              "t10k-images-idx3-ubyte": rng.integers(0, 256, (n_test, 4, 3)),
+              "t10k-labels-idx1-ubyte": rng.integers(0, 10, n_test)}
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    for stem, a in arrays.items():
+        name = (stem.replace("-idx", ".idx") if dotted else stem) + (".gz" if gz else "")
+        _write_idx(tmp_path / name, a, gz=gz)
+    return arrays
+
+
+@pytest.mark.parametrize("gz,dotted", [(True, False), (False, True)])
+def test_idx_folder_loads_as_written_gzipped_or_not(tmp_path, gz, dotted):
+    arrays = _idx_folder(tmp_path / "my-set", gz=gz, dotted=dotted)
+    train, test, info = data.load({"source": "idx", "path": str(tmp_path / "my-set"), "test_size": 3})
+    np.testing.assert_array_equal(train.images[..., 0], arrays["train-images-idx3-ubyte"])
+    np.testing.assert_array_equal(train.labels, arrays["train-labels-idx1-ubyte"])
+    np.testing.assert_array_equal(test.images[..., 0], arrays["t10k-images-idx3-ubyte"][:3])
+    np.testing.assert_array_equal(test.labels, arrays["t10k-labels-idx1-ubyte"][:3])
+    assert train.images.dtype == np.uint8 and train.images.shape == (7, 4, 3, 1)
+    assert (info.name, info.image_shape, info.num_classes, info.num_train, info.num_test, info.source) == (
+        "my_set", (4, 3, 1), 10, 7, 3, "idx")
+
+
+def test_idx_errors_say_what_is_wrong(tmp_path):
+    with pytest.raises(data.DatasetUnavailableError, match="does not exist.*dataset-fashion-mnist"):
+        data.load({"source": "idx", "path": str(tmp_path / "nowhere")})
+    with pytest.raises(errors.ConfigError, match="source=idx needs a path"):
+        data.load({"source": "idx", "path": ""})
+    _idx_folder(tmp_path / "a")
+    with pytest.raises(errors.ConfigError, match="asked for 8 examples but only 7 exist"):
+        data.load({"source": "idx", "path": str(tmp_path / "a"), "train_size": 8})
+    os.remove(tmp_path / "a" / "t10k-labels-idx1-ubyte.gz")
+    with pytest.raises(data.DatasetUnavailableError, match="has no t10k-labels-idx1-ubyte"):
+        data.load({"source": "idx", "path": str(tmp_path / "a")})
+    _idx_folder(tmp_path / "b", gz=False)  # labels in place of images: the dimension count says so
+    (tmp_path / "b" / "train-images-idx3-ubyte").write_bytes((tmp_path / "b" / "train-labels-idx1-ubyte").read_bytes())
+    with pytest.raises(errors.DataError, match="has 1 dimensions, expected 3.*swapped"):
+        data.load({"source": "idx", "path": str(tmp_path / "b")})
+    _idx_folder(tmp_path / "c", gz=False)
+    path = tmp_path / "c" / "train-images-idx3-ubyte"
+    os.truncate(path, os.path.getsize(path) - 5)
+    with pytest.raises(errors.DataError, match="truncated"):
+        data.load({"source": "idx", "path": str(tmp_path / "c")})
+    (tmp_path / "c" / "train-images-idx3-ubyte").write_bytes(b"PK\x03\x04 not idx")
+    with pytest.raises(errors.DataError, match="is not an IDX file"):
+        data.load({"source": "idx", "path": str(tmp_path / "c")})
+    _write_idx(tmp_path / "c" / "train-images-idx3-ubyte", np.zeros((7, 4, 3)), type_byte=0x0D)
+    with pytest.raises(errors.DataError, match="not unsigned bytes"):
+        data.load({"source": "idx", "path": str(tmp_path / "c")})
+    _idx_folder(tmp_path / "d", n_train=7, gz=False)
+    _write_idx(tmp_path / "d" / "train-labels-idx1-ubyte", np.zeros(6))
+    with pytest.raises(errors.DataError, match="7 train images but 6 labels"):
+        data.load({"source": "idx", "path": str(tmp_path / "d")})
+
+
+def test_idx_source_needs_a_path_in_the_config():
+    from robustjax.config import base_config, validate
+
+    c = base_config()
+    c.data.source, c.data.path = "idx", ""
+    with pytest.raises(ValueError, match="data.path.*source=idx needs the folder"):
+        validate(c)
+
+
+def test_fashion_mnist_from_its_official_idx_files(fashion_mnist_dir):
+    train, test, info = data.load({"source": "idx", "path": fashion_mnist_dir, "name": "fashion_mnist"})
+    assert (len(train), len(test), info.image_shape, info.num_classes) == (60000, 10000, (28, 28, 1), 10)
+    assert info.name == "fashion_mnist"
+    # The official files: 6,000 / 1,000 examples per class, and the first training label is 9 (ankle boot).
+    np.testing.assert_array_equal(np.bincount(train.labels, minlength=10), [6000] * 10)
+    np.testing.assert_array_equal(np.bincount(test.labels, minlength=10), [1000] * 10)
+    assert train.labels[0] == 9 and test.labels[0] == 9
+    assert 70 < train.images.mean() < 80  # Fashion-MNIST's pixel mean is ~72.9 (MNIST's ~33.3)
+    small, _, _ = data.load({"source": "idx", "path": fashion_mnist_dir, "train_size": 100})
+    np.testing.assert_array_equal(small.images, train.images[:100])

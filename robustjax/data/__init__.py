@@ -11,6 +11,8 @@ evaluation batches add ``"mask": bool [B]``. Sources:
   read with ``tfds.data_source`` without TensorFlow. Preparing a missing dataset needs internet and
   TensorFlow; offline it fails at once with ``DatasetUnavailableError`` naming the ways out.
 - ``npz``: a local file with ``x_train/y_train/x_test/y_test`` (the offline route).
+- ``idx``: a local folder with the four MNIST-format IDX files (Fashion-MNIST from Debian's
+  ``dataset-fashion-mnist``: ``/usr/share/datasets/fashion-mnist``).
 - ``digits``: scikit-learn's bundled 8x8 digits resized to ``image_size`` (default 16): no download.
 - ``toy2d``: two Gaussians, concentric circles, two half-moons in [0, 1]^2.
 - ``synthetic``: stand-in images with the shape and classes of a named dataset (smoke runs, offline).
@@ -23,6 +25,7 @@ is O(1) in the number of steps already taken, with no iterator state to checkpoi
 from robustjax.data.batching import (epoch_permutation, eval_batches, prefetch, process_rows,
                                      steps_per_epoch, train_batches)
 from robustjax.data.core import ArrayDataset, DataInfo, DatasetUnavailableError, validate
+from robustjax.data.idx import load_idx
 from robustjax.data.loader import DEFAULTS, SOURCES, infer_source, load
 from robustjax.data.sources import TOY2D_NAMES, load_digits, load_npz, load_toy2d
 from robustjax.data.synthetic import load_synthetic
@@ -30,7 +33,7 @@ from robustjax.data.tfds_source import TFDS_NAMES, load_tfds
 
 __all__ = [
     "ArrayDataset", "DataInfo", "DatasetUnavailableError", "DEFAULTS", "SOURCES", "TFDS_NAMES",
-    "TOY2D_NAMES", "epoch_permutation", "eval_batches", "infer_source", "load", "load_digits", "load_npz",
-    "load_synthetic", "load_tfds", "load_toy2d", "prefetch", "process_rows", "steps_per_epoch", "train_batches",
-    "validate",
+    "TOY2D_NAMES", "epoch_permutation", "eval_batches", "infer_source", "load", "load_digits", "load_idx",
+    "load_npz", "load_synthetic", "load_tfds", "load_toy2d", "prefetch", "process_rows", "steps_per_epoch",
+    "train_batches", "validate",
 ]

@@ -39,7 +39,7 @@ class DataInfo:
       num_train: examples in the (possibly subsetted) training split.
       num_test: examples in the (possibly subsetted) test split.
       bounds: the input box; every pixel of ``ArrayDataset.get`` lies inside it.
-      source: the loader that produced it (``"tfds"``, ``"npz"``, ``"digits"``, ``"toy2d"``).
+      source: the loader that produced it (``"tfds"``, ``"npz"``, ``"idx"``, ``"digits"``, ``"toy2d"``).
     """
 
     name: str

@@ -5,17 +5,18 @@
     train, test, info = load({"source": "npz", "path": "data/mnist.npz", "train_size": 1000})
 
 Fields read from the config (all optional; defaults in ``DEFAULTS``):
-  name         tfds name | "digits" | "two_gaussians" | "circles" | "moons" | any label for npz
-               (npz: "" = the file name)
-  source       "tfds" | "npz" | "digits" | "toy2d" | "synthetic" (stand-in data shaped like ``name``,
+  name         tfds name | "digits" | "two_gaussians" | "circles" | "moons" | any label for npz / idx
+               (npz: "" = the file name; idx: "" = the folder's name)
+  source       "tfds" | "npz" | "idx" (MNIST-format IDX files, e.g. Fashion-MNIST's) | "digits" | "toy2d" |
+               "synthetic" (stand-in data shaped like ``name``,
                for smoke runs); "" = inferred from name (digits, toy names, else
                tfds; no name and no source = digits)
-  path         npz file (source=npz)
+  path         npz file (source=npz); the folder of the four IDX files (source=idx)
   data_dir     tfds data_dir ("" = tfds default); download: tfds may try to prepare a missing dataset
   train_size, test_size   first N examples of each split (0 = all). toy2d: points per split
                (0 = num_points for train and num_points // 4 for test)
   image_size   digits: side of the resized images (default 16; 8 = the original pixels)
-  num_classes  npz: number of classes (0 = max label + 1 over the loaded labels)
+  num_classes  npz: number of classes (0 = max label + 1 over the loaded labels); idx: 0 = 10
   noise, num_points, seed   toy2d: noise std (raw units), default size, generator seed
 """
 
@@ -23,11 +24,11 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from robustjax.data import sources, synthetic, tfds_source
+from robustjax.data import idx, sources, synthetic, tfds_source
 from robustjax.data.core import ArrayDataset, DataInfo, validate
 from robustjax.errors import ConfigError
 
-SOURCES = ("tfds", "npz", "digits", "toy2d", "synthetic")
+SOURCES = ("tfds", "npz", "idx", "digits", "toy2d", "synthetic")
 
 DEFAULTS: dict[str, Any] = dict(
     name="", source="", path="", data_dir="", download=True, train_size=0, test_size=0,
@@ -89,6 +90,10 @@ def load(data_cfg: Mapping[str, Any] | Any, **overrides: Any) -> tuple[ArrayData
 
     if source == "npz":
         train, test, info = sources.load_npz(
+            str(cfg["path"]), train_size=train_size, test_size=test_size,
+            num_classes=_int_field(cfg, "num_classes"), name=name)
+    elif source == "idx":
+        train, test, info = idx.load_idx(
             str(cfg["path"]), train_size=train_size, test_size=test_size,
             num_classes=_int_field(cfg, "num_classes"), name=name)
     elif source == "digits":
