@@ -532,3 +532,55 @@ def test_other_smoke_variants_build_and_trace_a_training_step(name):
     assert metrics["loss"].shape == () and LOGGED[c.defense.name] in metrics
     logits = jax.eval_shape(lambda st, x: defense.classifier(st)(x), state, batch["image"])
     assert logits.shape == (len(batch["label"]), info.num_classes)
+
+
+def _bench_baselines():
+    import importlib.util
+    import os
+
+    spec = importlib.util.spec_from_file_location("baselines_mnist", os.path.join(
+        os.path.dirname(__file__), "..", "benchmarks", "baselines_mnist.py"))
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    return bench
+
+
+def test_baselines_table_script_gives_every_row_the_same_budget_and_a_valid_config():
+    """benchmarks/baselines_mnist.py: every row's config validates with the budget and C&W added; the
+    budget reaches each row the same way; naive C&W only where the row has naive attacks."""
+    from robustjax.config import validate
+
+    bench = _bench_baselines()
+
+    class A:  # the parsed arguments overrides() reads
+        npz, paper, train, epochs, eval, train_steps, ramp = "x.npz", False, 1000, 3.0, 64, 5, 1.0
+
+    naive_rows = set()
+    for name, (config_name, arg) in bench.ROWS.items():
+        c = bench.load_config(config_name, arg)
+        bench.overrides(A, c)
+        labels = bench.add_cw(c, 2, 10)
+        validate(c)
+        assert (c.data.train_size, c.train.epochs, c.eval.num_examples, c.data.path) == (1000, 3.0, 64, "x.npz"), name
+        assert c.eval.attacks.cw_l2.radii == [1.5, 2.0] and c.eval.attacks.cw_l2.num_steps == 10
+        assert {"fgsm_0p3", "pgd40_0p3", "pgd1000_0p3", "aa_0p3"} <= set(c.eval.attacks), name
+        if c.defense.get("attack") is not None and c.defense.attack.get("attack") == "pgd":
+            assert (c.defense.attack.num_steps, c.defense.attack.step_size) == (5, pytest.approx(2.5 * 0.3 / 5))
+        if "cw_l2_naive" in labels:
+            naive_rows.add(name)
+            assert c.eval.attacks.cw_l2_naive.adaptive is False
+    assert naive_rows == {"feature_squeezing", "defense_gan"}
+    c = bench.load_config("defense_gan_mnist", "")
+    bench.overrides(A, c)
+    assert c.defense.gan_epochs == 3.0
+
+
+def test_baselines_table_reads_robust_accuracy_and_the_cw_radii():
+    bench = _bench_baselines()
+    cw = {"robust_accuracy": 0.0, "median_l2": 1.234,
+          "at_radius": [{"radius": 1.5, "robust_accuracy": 0.5}, {"radius": 2.0, "robust_accuracy": 0.25}]}
+    res = {"clean_accuracy": 0.99, "attacks": {"fgsm_0p3": {"robust_accuracy": 0.8}, "pgd40_0p3": {"robust_accuracy": 0.7},
+                                               "cw_l2": cw, "pgd40_0p3_naive": {"robust_accuracy": 0.9}}}
+    lines = bench.table({"fs": res}).splitlines()
+    assert lines[2] == "| fs (adaptive) | 0.990 | 0.800 | 0.700 | - | - | 0.500 | 0.250 | 1.234 |"
+    assert lines[3] == "| fs (naive attacker) | 0.990 | - | 0.900 | - | - | - | - | - |"

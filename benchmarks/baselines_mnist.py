@@ -1,0 +1,198 @@
+"""Every baseline defense on real MNIST at one budget, in one command: the comparison table of the baselines
+issue (clean, FGSM 0.3, PGD-40 0.3, PGD-1000 0.3, AutoAttack 0.3, C&W-L2 accuracy at L2 radii 1.5 and 2.0
+with the median L2 of its successes; feature squeezing and Defense-GAN attacked adaptively and naively).
+
+    python benchmarks/baselines_mnist.py --npz ../shared/data/mnist.npz --out runs/baselines_mnist \\
+        --train 10000 --epochs 6 --train_steps 10 --eval 500
+    python benchmarks/baselines_mnist.py --npz ../shared/data/mnist.npz --rows standard pgd_at trades --print
+    python benchmarks/baselines_mnist.py --out runs/baselines_mnist --paper      # the configs' own settings
+
+Each row is ``main.py`` on ``configs/<row's config>.py`` with the same budget overrides for every row (the
+script prints the equivalent command of each; ``--print`` only prints them). A finished row
+(``results.json`` present) is not run again and an interrupted one resumes: re-run the same command.
+
+Budget options (they override the configs' settings; ``--paper`` leaves them alone): ``--train`` first N
+training images, ``--epochs`` (every phase: distillation's teacher follows its student, Defense-GAN's
+WGAN gets ``--epochs`` too), ``--train_steps`` train-time PGD steps (step ``2.5 eps / steps``; the
+configs' PGD-40 of 0.01 otherwise), ``--ramp`` epochs of eps curriculum, ``--eval`` test images.
+
+Evaluation: each config's own suite (``linf_suite``: FGSM and PGD-40 at 0.1 and 0.3, PGD-1000 and
+AutoAttack at 0.3, a PGD-40 curve; the naive and EOT attacks of feature squeezing and Defense-GAN) plus
+C&W-L2 (``--cw_search`` binary-search steps x ``--cw_steps`` Adam steps; the paper's 9 x 1000 with
+``--paper``) with accuracy at L2 radii 1.5 and 2.0 and the median L2 of its successes (compare minimal-norm
+attacks at a radius, not by success rate), naive as well where the row has naive attacks. The table is
+written by ``robustjax.report`` into ``<out>/compare`` (robust accuracy), plus ``<out>/table.md`` with the
+C&W columns.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import shlex
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+# row -> (config file, config argument)
+ROWS = {
+    "standard": ("standard_mnist", ""),
+    "pgd_at": ("pgd_at_mnist", ""),
+    "fgsm_at": ("fgsm_at_mnist", ""),
+    "mix_pgd": ("mix_pgd_mnist", ""),
+    "logit_pairing": ("logit_pairing_mnist", ""),
+    "trades": ("trades_mnist", ""),
+    "distillation": ("distillation_mnist", ""),
+    "label_smoothing": ("label_smoothing_mnist", ""),
+    "gda_relu": ("gda_mnist", ""),
+    "gda_brelu": ("gda_mnist", "brelu=True"),
+    "vat": ("vat_mnist", ""),
+    "feature_squeezing": ("feature_squeezing_mnist", ""),
+    "defense_gan": ("defense_gan_mnist", ""),
+}
+CW_RADII = [1.5, 2.0]
+
+
+def load_config(name: str, arg: str):
+    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "configs", name + ".py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(arg or None)
+
+
+def _set(config, key: str, value) -> None:
+    *path, field = key.split(".")
+    node = config
+    for part in path:
+        node = getattr(node, part)
+    setattr(node, field, value)
+
+
+def overrides(a, config) -> dict:
+    """The ``--config.<field>`` overrides of one row (applied to ``config`` too)."""
+    o = {}
+    if a.npz:
+        o["data.source"], o["data.path"] = "npz", a.npz
+    if not a.paper:
+        o["data.train_size"] = a.train
+        o["train.epochs"] = float(a.epochs)
+        o["train.steps"] = 0
+        o["eval.num_examples"] = a.eval
+        d = config.defense
+        attack = d.get("attack")
+        if attack is not None and attack.get("attack") == "pgd" and float(attack.get("eps", 0.0)) > 0:
+            o["defense.attack.num_steps"] = a.train_steps
+            o["defense.attack.step_size"] = 2.5 * float(attack.eps) / a.train_steps
+        if "eps_ramp_epochs" in d and float(d.eps_ramp_epochs) > 0:
+            o["defense.eps_ramp_epochs"] = float(a.ramp)
+        if "gan_epochs" in d:
+            o["defense.gan_epochs"] = float(a.epochs)
+    for key, value in o.items():
+        _set(config, key, value)
+    return o
+
+
+def add_cw(config, search: int, steps: int) -> list[str]:
+    """C&W-L2 with accuracy at ``CW_RADII``, adaptive, and naive too where the row has naive attacks."""
+    attacks = dict(config.eval.attacks)
+    spec = {"attack": "cw_l2", "binary_search_steps": search, "num_steps": steps, "radii": CW_RADII}
+    attacks["cw_l2"] = spec
+    labels = ["cw_l2"]
+    if any(v.get("adaptive") is False for v in attacks.values()):
+        attacks["cw_l2_naive"] = {**spec, "adaptive": False}
+        labels.append("cw_l2_naive")
+    config.eval.attacks = attacks
+    return labels
+
+
+def command(config_name: str, arg: str, o: dict, extra: dict, workdir: str) -> str:
+    parts = ["python", "main.py", f"--config=configs/{config_name}.py" + (f":{arg}" if arg else "")]
+    parts += [f"--config.{k}={v}" for k, v in o.items()]
+    parts += [f"--workdir={workdir}"]
+    line = " ".join(shlex.quote(p) for p in parts)
+    return line + "  # plus config.eval.attacks: " + json.dumps(extra)
+
+
+def _fmt(v) -> str:
+    return "-" if v is None else f"{v:.3f}"
+
+
+def table(rows: dict) -> str:
+    """Markdown: clean, the L-inf attacks at 0.3 and C&W-L2 at its radii, one line per row (robust accuracy)."""
+    cols = ["fgsm_0p3", "pgd40_0p3", "pgd1000_0p3", "aa_0p3"]
+    head = ("| defense | clean | FGSM 0.3 | PGD-40 0.3 | PGD-1000 0.3 | AutoAttack 0.3 | "
+            + " | ".join(f"C&W-L2 acc @ {r:g}" for r in CW_RADII) + " | C&W median L2 |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for name, res in rows.items():
+        attacks = res["attacks"]
+        for variant in ("", "_naive"):
+            if variant and not any(k.endswith("_naive") for k in attacks):
+                continue
+            cells = [_fmt(attacks.get(c + variant, {}).get("robust_accuracy")) for c in cols]
+            cw = attacks.get("cw_l2" + variant, {})
+            at = {round(p["radius"], 6): p["robust_accuracy"] for p in cw.get("at_radius") or []}
+            cells += [_fmt(at.get(r)) for r in CW_RADII] + [_fmt(cw.get("median_l2"))]
+            label = name + (" (naive attacker)" if variant else (" (adaptive)" if any(
+                k.endswith("_naive") for k in attacks) else ""))
+            lines.append(f"| {label} | {res['clean_accuracy']:.3f} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--npz", default="", help="MNIST as an npz (else the configs' tfds source)")
+    p.add_argument("--out", default="runs/baselines_mnist")
+    p.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
+    p.add_argument("--paper", action="store_true", help="the configs' own settings, no budget overrides")
+    p.add_argument("--train", type=int, default=10000)
+    p.add_argument("--epochs", type=float, default=6)
+    p.add_argument("--ramp", type=float, default=2)
+    p.add_argument("--train_steps", type=int, default=10)
+    p.add_argument("--eval", type=int, default=500)
+    p.add_argument("--cw_search", type=int, default=5)
+    p.add_argument("--cw_steps", type=int, default=200)
+    p.add_argument("--print", action="store_true", help="print the main.py commands, run nothing")
+    a = p.parse_args()
+    if a.paper:
+        a.cw_search, a.cw_steps = 9, 1000
+
+    plan = []
+    for name in a.rows:
+        config_name, arg = ROWS[name]
+        config = load_config(config_name, arg)
+        o = overrides(a, config)
+        labels = add_cw(config, a.cw_search, a.cw_steps)
+        workdir = os.path.join(a.out, name)
+        extra = {k: config.eval.attacks[k].to_dict() for k in labels}
+        plan.append((name, config, workdir))
+        print(command(config_name, arg, o, extra, workdir), flush=True)
+    if a.print:
+        return
+
+    from robustjax import experiment
+    from robustjax.evaluate import compare
+
+    for name, config, workdir in plan:
+        if os.path.exists(os.path.join(workdir, "results.json")):
+            continue
+        t0 = time.time()
+        print(f"=== {name}", flush=True)
+        experiment.run(config, workdir)
+        print(f"=== {name} done in {time.time() - t0:.0f} s", flush=True)
+
+    results = {name: json.load(open(os.path.join(w, "results.json"))) for name, _, w in plan}
+    compare.write([compare.load_run(w) for _, _, w in plan], os.path.join(a.out, "compare"), eps=[0.1, 0.3])
+    md = table(results)
+    open(os.path.join(a.out, "table.md"), "w").write(md + "\n")
+    print(md)
+    for name, res in results.items():
+        warnings = res.get("diagnostics", {}).get("warnings", [])
+        print(f"{name}: {len(warnings)} gradient-masking warning(s)" + "".join(f"\n  - {w}" for w in warnings))
+
+
+if __name__ == "__main__":
+    main()
