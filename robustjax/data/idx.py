@@ -82,7 +82,7 @@ def read_idx(path: str, rows: int = 0, ndim: int | None = None) -> np.ndarray:
     if len(data) < size:
         raise DataError(f"{path}: holds {len(data)} bytes of data where its header promises {size} for "
                         f"{n} rows; the file is truncated, download it again")
-    return np.frombuffer(data, np.uint8).reshape((n,) + tuple(shape[1:]))
+    return np.frombuffer(data, np.uint8).reshape((n,) + tuple(shape[1:])).copy()  # writable, like np.load
 
 
 def load_idx(directory: str, *, train_size: int = 0, test_size: int = 0, num_classes: int = 0,
