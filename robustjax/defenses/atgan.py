@@ -214,6 +214,7 @@ def load_network(workdir: str, like: dict) -> dict:
         match.
     """
     import sys
+    import time
 
     import numpy as np
     import orbax.checkpoint as ocp
@@ -244,6 +245,8 @@ def load_network(workdir: str, like: dict) -> dict:
                     continue
                 restored = state
                 break
+            if any(why.startswith("unreadable") for _, why in skipped):
+                time.sleep(0.5)  # the aborted read's stray "Event loop is closed" reports arrive under the hook
     finally:
         mngr.close()
     for step, why in skipped:
