@@ -27,7 +27,6 @@ Runs whose ``results.json`` exists are not run again (delete the folder to redo 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import math
 import os
@@ -43,10 +42,9 @@ PAPER_TABLE5_GAP = {"mnist": 0.0, "svhn": 3.8, "cifar10": 2.8}
 
 
 def load_config(name, arg=None):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "configs", name + ".py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
+    from robustjax.config import load_config_file
+
+    return load_config_file(os.path.join(ROOT, "configs", name + ".py"), arg)
 
 
 def common(c, a):

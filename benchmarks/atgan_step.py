@@ -24,16 +24,12 @@ sys.path.insert(0, ROOT)
 
 
 def build(name, arg, a):
-    import importlib.util
-
     import jax
 
     from robustjax import experiment, xla
+    from robustjax.config import load_config_file
 
-    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "configs", name + ".py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    c = module.get_config(arg)
+    c = load_config_file(os.path.join(ROOT, "configs", name + ".py"), arg)
     c.data.source, c.data.path, c.data.name = "npz", os.path.abspath(a.npz), "mnist"
     c.data.train_size, c.data.test_size, c.data.batch_size = 1024, 128, a.batch
     c.model.name = "cw_mnist"

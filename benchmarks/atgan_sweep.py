@@ -33,26 +33,19 @@ adversarial examples, the paper's measure) and ``<out>/compare_robust`` (robust 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
-import shlex
 import sys
-import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from benchmarks import runs as runs_lib  # noqa: E402
+from benchmarks.runs import load_config  # noqa: E402
+
 # The paper's grids (Sec. 4.2) in the configs' units (MNIST pixels; SVHN / CIFAR-10 x/255) and Tables 2-4's eps_i.
 PAPER_EPS_T = {"mnist": [0.0, 0.1, 0.15, 0.2, 0.25, 0.3], "svhn": [0, 2, 4, 6, 8, 10], "cifar10": [0, 2, 4, 6, 8, 10]}
 TABLE_EPS = {"mnist": [0.15, 0.3, 0.45], "svhn": [8 / 255, 12 / 255, 14 / 255], "cifar10": [8 / 255, 12 / 255, 14 / 255]}
-
-
-def load_config(name: str, arg: str):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "configs", name + ".py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
 
 
 def _fmt(v: float) -> str:
@@ -94,20 +87,7 @@ def overrides(a, run: dict, config, out: str) -> dict:
     if run["model"] == "atgan":
         o["defense.loss_net_epochs"] = 0.0
         o["defense.loss_net_workdir"] = os.path.join(out, "baseline-eps_t0")
-    for key, value in o.items():
-        *path, field = key.split(".")
-        node = config
-        for part in path:
-            node = getattr(node, part)
-        setattr(node, field, value)
-    return o
-
-
-def command(run: dict, o: dict, workdir: str) -> str:
-    parts = ["python", "main.py", f"--config=configs/{run['config']}.py:{run['arg']}"]
-    parts += [f"--config.{k}={v}" for k, v in o.items()]
-    parts += [f"--workdir={workdir}"]
-    return " ".join(shlex.quote(p) for p in parts)
+    return runs_lib.apply(config, o)
 
 
 def main():
@@ -135,22 +115,15 @@ def main():
         config = load_config(run["config"], run["arg"])
         workdir = os.path.join(out, run["name"])
         o = overrides(a, run, config, out)
-        run["command"] = command(run, o, workdir)
+        run["command"] = runs_lib.main_command(run["config"], run["arg"], o, workdir)
         configs.append((run, config, workdir))
         print(run["command"], flush=True)
     if a.print:
         return
 
-    from robustjax import experiment
     from robustjax.evaluate import compare
 
-    for run, config, workdir in configs:
-        if os.path.exists(os.path.join(workdir, "results.json")):
-            continue
-        t0 = time.time()
-        print(f"=== {run['name']}", flush=True)
-        experiment.run(config, workdir)
-        print(f"=== {run['name']} done in {time.time() - t0:.0f} s", flush=True)
+    runs_lib.run_missing((run["name"], config, workdir) for run, config, workdir in configs)
 
     runs = [compare.load_run(w) for _, _, w in configs]
     eps = TABLE_EPS[a.dataset]
@@ -159,8 +132,8 @@ def main():
         if metric == "accuracy_on_adversarial":
             print(md)
     summary = {"args": vars(a), "runs": {}}
-    for (run, _, workdir), r in zip(configs, runs):
-        res = json.load(open(os.path.join(workdir, "results.json")))
+    for (run, _, _), r in zip(configs, runs):
+        res = r.results
         diag = res.get("diagnostics", {}).get("checks", {})
         summary["runs"][run["name"]] = {
             "command": run["command"], "clean": res["clean_accuracy"],

@@ -28,15 +28,15 @@ C&W columns.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
-import shlex
 import sys
-import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+
+from benchmarks import runs as runs_lib  # noqa: E402
+from benchmarks.runs import load_config  # noqa: E402
 
 # row -> (config file, config argument)
 ROWS = {
@@ -55,21 +55,6 @@ ROWS = {
     "defense_gan": ("defense_gan_mnist", ""),
 }
 CW_RADII = [1.5, 2.0]
-
-
-def load_config(name: str, arg: str):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "configs", name + ".py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg or None)
-
-
-def _set(config, key: str, value) -> None:
-    *path, field = key.split(".")
-    node = config
-    for part in path:
-        node = getattr(node, part)
-    setattr(node, field, value)
 
 
 def overrides(a, config) -> dict:
@@ -91,9 +76,7 @@ def overrides(a, config) -> dict:
             o["defense.eps_ramp_epochs"] = float(a.ramp)
         if "gan_epochs" in d:
             o["defense.gan_epochs"] = float(a.epochs)
-    for key, value in o.items():
-        _set(config, key, value)
-    return o
+    return runs_lib.apply(config, o)
 
 
 def add_cw(config, search: int, steps: int) -> list[str]:
@@ -110,11 +93,8 @@ def add_cw(config, search: int, steps: int) -> list[str]:
 
 
 def command(config_name: str, arg: str, o: dict, extra: dict, workdir: str) -> str:
-    parts = ["python", "main.py", f"--config=configs/{config_name}.py" + (f":{arg}" if arg else "")]
-    parts += [f"--config.{k}={v}" for k, v in o.items()]
-    parts += [f"--workdir={workdir}"]
-    line = " ".join(shlex.quote(p) for p in parts)
-    return line + "  # plus config.eval.attacks: " + json.dumps(extra)
+    return (runs_lib.main_command(config_name, arg, o, workdir)
+            + "  # plus config.eval.attacks: " + json.dumps(extra))
 
 
 def _fmt(v) -> str:
@@ -173,19 +153,13 @@ def main():
     if a.print:
         return
 
-    from robustjax import experiment
     from robustjax.evaluate import compare
 
-    for name, config, workdir in plan:
-        if os.path.exists(os.path.join(workdir, "results.json")):
-            continue
-        t0 = time.time()
-        print(f"=== {name}", flush=True)
-        experiment.run(config, workdir)
-        print(f"=== {name} done in {time.time() - t0:.0f} s", flush=True)
+    runs_lib.run_missing(plan)
 
-    results = {name: json.load(open(os.path.join(w, "results.json"))) for name, _, w in plan}
-    compare.write([compare.load_run(w) for _, _, w in plan], os.path.join(a.out, "compare"), eps=[0.1, 0.3])
+    runs = [compare.load_run(w) for _, _, w in plan]
+    compare.write(runs, os.path.join(a.out, "compare"), eps=[0.1, 0.3])
+    results = {name: r.results for (name, _, _), r in zip(plan, runs)}
     md = table(results)
     open(os.path.join(a.out, "table.md"), "w").write(md + "\n")
     print(md)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib.util
 import os
 import tempfile
 
@@ -27,10 +26,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def toy_config(beta: float, gan_epochs: float):
-    spec = importlib.util.spec_from_file_location("bcgan_toy2d", os.path.join(ROOT, "configs", "bcgan_toy2d.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    c = module.get_config(f"beta={beta}")
+    from robustjax.config import load_config_file
+
+    c = load_config_file(os.path.join(ROOT, "configs", "bcgan_toy2d.py"), f"beta={beta}")
     c.defense.gan_epochs = float(gan_epochs)
     return c
 

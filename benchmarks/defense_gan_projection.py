@@ -19,7 +19,6 @@ Writes ``<out>/projection.json`` and prints the Markdown table for docs/results.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import sys
@@ -34,10 +33,9 @@ GRID = [(10, 4, 0.1), (25, 4, 0.1), (50, 4, 0.1), (100, 4, 0.1), (200, 4, 0.1),
 
 
 def load_config(name, arg=None):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "configs", name + ".py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
+    from robustjax.config import load_config_file
+
+    return load_config_file(os.path.join(ROOT, "configs", name + ".py"), arg)
 
 
 def main():

@@ -55,7 +55,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import importlib.util
 import json
 import math
 import os
@@ -86,11 +85,9 @@ LABELS = {"standard": "Vanilla", "pgd_at": "Pure PGD", "mix_pgd": "Mix PGD", "lo
 
 
 def load_config(name, arg=None):
-    path = os.path.join(ROOT, "configs", name + ".py")
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
+    from robustjax.config import load_config_file
+
+    return load_config_file(os.path.join(ROOT, "configs", name + ".py"), arg)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -67,7 +67,6 @@ classifier, FGM-AT 2, PGN 3 plus the generator's, naive 1.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import math
 import os
@@ -87,10 +86,9 @@ MINIMAL_ROWS = ("deepfool", "cw")
 
 
 def load_config_module(name):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "configs", name + ".py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from robustjax.config import config_module
+
+    return config_module(os.path.join(ROOT, "configs", name + ".py"))
 
 
 def attack_specs():

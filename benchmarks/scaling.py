@@ -20,7 +20,6 @@ that includes the compilation (reported separately).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import subprocess
@@ -43,10 +42,9 @@ def child(args) -> dict:
     from robustjax import data, experiment, xla
     from robustjax.train import loop, sharding
 
-    spec = importlib.util.spec_from_file_location("bench_config", os.path.join(ROOT, args.config))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config(args.config_arg or None)
+    from robustjax.config import load_config_file
+
+    config = load_config_file(os.path.join(ROOT, args.config), args.config_arg or None)
     if args.batch:
         config.data.batch_size = args.batch
     defense, train_ds, _, _, _ = experiment.build(config)

@@ -11,15 +11,9 @@ Config arguments: those of configs/atgan_cifar10.py (the same units); built by
 robustjax.defenses.atgan.baseline_config.
 """
 
-import importlib.util
-import os
-
+from robustjax.config import config_module
 from robustjax.defenses.atgan import baseline_config
 
 
 def get_config(arg=None):
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "atgan_cifar10.py")
-    spec = importlib.util.spec_from_file_location("atgan_cifar10", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return baseline_config(module.get_config(arg))
+    return baseline_config(config_module("atgan_cifar10.py", __file__).get_config(arg))

@@ -11,15 +11,9 @@ Config arguments: those of configs/atgan_svhn.py (the same units); built by
 robustjax.defenses.atgan.baseline_config.
 """
 
-import importlib.util
-import os
-
+from robustjax.config import config_module
 from robustjax.defenses.atgan import baseline_config
 
 
 def get_config(arg=None):
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "atgan_svhn.py")
-    spec = importlib.util.spec_from_file_location("atgan_svhn", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return baseline_config(module.get_config(arg))
+    return baseline_config(config_module("atgan_svhn.py", __file__).get_config(arg))

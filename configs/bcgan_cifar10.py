@@ -22,13 +22,8 @@ with sigma 1 and m 1000. The paper reports for BCGAN 80.9% clean, 80.3 / 80.2% u
 needs days of CPU (or a GPU).
 """
 
-import importlib.util
-import os
+from robustjax.config import config_module
 
 
 def get_config(arg=None):
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bcgan_mnist.py")
-    spec = importlib.util.spec_from_file_location("bcgan_mnist", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.paper_config("cifar10", arg)
+    return config_module("bcgan_mnist.py", __file__).paper_config("cifar10", arg)

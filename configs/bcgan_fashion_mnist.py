@@ -19,13 +19,8 @@ with sigma 1 and m 1000. The paper reports for BCGAN 85.4% clean, 83.8 / 83.8% u
 83.6% under PGD, 85.9% under C&W-L2 and rho_adv 1.70. No result of this config is recorded yet.
 """
 
-import importlib.util
-import os
+from robustjax.config import config_module
 
 
 def get_config(arg=None):
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bcgan_mnist.py")
-    spec = importlib.util.spec_from_file_location("bcgan_mnist", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.paper_config("fashion_mnist", arg)
+    return config_module("bcgan_mnist.py", __file__).paper_config("fashion_mnist", arg)

@@ -14,13 +14,9 @@ random start (the paper names no step; Madry et al.'s 2.5 eps / iterations).
 Default L2 radius 0.1 (Table 3); config arguments ``eps``, ``width``, ``smoke``.
 """
 
-import importlib.util
-import os
+from robustjax.config import config_module
 
 
 def get_config(arg=None):
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pgn_baseline_cifar10.py")
-    spec = importlib.util.spec_from_file_location("pgn_baseline_cifar10", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(",".join(a for a in ("method=pgd_at", arg) if a))
+    method = "method=pgd_at"
+    return config_module("pgn_baseline_cifar10.py", __file__).get_config(f"{method},{arg}" if arg else method)

@@ -12,27 +12,16 @@ defense (alpha 0: adversarial examples only); PGD-AT takes Table 1's 10 iteratio
 of 0.25 eps from a random start. Built by robustjax.defenses.pgn.baseline_config.
 """
 
-import importlib.util
-import os
-
-from robustjax.config import parse_arg
+from robustjax.config import config_module, parse_arg
 from robustjax.defenses.pgn import baseline_config
-
-
-
-def _load(name):
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), name + ".py")
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def baseline(dataset: str, default_eps: float, arg=None):
     """The comparison row ``arg`` names for PGN's ``dataset`` config (see the module docstring)."""
     args = parse_arg(arg, {"smoke": False, "width": 1.0, "method": "pgd_at", "eps": default_eps})
     pgn_arg = f"width={args['width']}" + (",smoke" if args["smoke"] else "")
-    c = baseline_config(_load("pgn_cifar10").paper_config(dataset, pgn_arg), args["method"], eps=float(args["eps"]))
+    pgn = config_module("pgn_cifar10.py", __file__).paper_config(dataset, pgn_arg)
+    c = baseline_config(pgn, args["method"], eps=float(args["eps"]))
     if args["smoke"] and args["method"] == "pgd_at":
         c.defense.attack.num_steps = 2
     return c

@@ -10,13 +10,8 @@ accuracy of FGM-AT and PGD-AT matches the naive network's).
 Config arguments: ``method``, ``eps``, ``width``, ``smoke`` (see configs/pgn_baseline_cifar10.py).
 """
 
-import importlib.util
-import os
+from robustjax.config import config_module
 
 
 def get_config(arg=None):
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pgn_baseline_cifar10.py")
-    spec = importlib.util.spec_from_file_location("pgn_baseline_cifar10", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.baseline("cifar100", 0.02, arg)
+    return config_module("pgn_baseline_cifar10.py", __file__).baseline("cifar100", 0.02, arg)

@@ -12,13 +12,8 @@ on an offline machine: the smoke variant runs on synthetic stand-in data with CI
 classes.
 """
 
-import importlib.util
-import os
+from robustjax.config import config_module
 
 
 def get_config(arg=None):
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pgn_cifar10.py")
-    spec = importlib.util.spec_from_file_location("pgn_cifar10", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.paper_config("cifar100", arg)
+    return config_module("pgn_cifar10.py", __file__).paper_config("cifar100", arg)

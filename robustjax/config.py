@@ -18,7 +18,9 @@ schema does not know is a typo. :func:`validate` checks all of it, so a typo fai
 from __future__ import annotations
 
 import difflib
+import importlib.util
 import math
+import os
 from typing import Any
 
 import ml_collections
@@ -196,6 +198,28 @@ def validate(config: ml_collections.ConfigDict) -> None:
     models.check_config(config.model)
     defenses.read_config(config)
     eval_specs.resolve_all(e)
+
+
+def config_module(path: str, relative_to: str | None = None):
+    """The config file at ``path`` (one of ``configs/*.py``) loaded as a module.
+
+    ``relative_to``: a file whose folder ``path`` is relative to; a config that builds on another passes
+    its own ``__file__`` (``config_module("pgn_cifar10.py", __file__).paper_config(...)``).
+    """
+    if relative_to is not None:
+        path = os.path.join(os.path.dirname(os.path.abspath(relative_to)), path)
+    name = os.path.splitext(os.path.basename(path))[0]
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or not os.path.isfile(path):
+        raise FileNotFoundError(f"no config file {path!r}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def load_config_file(path: str, arg: str | None = None, relative_to: str | None = None) -> ml_collections.ConfigDict:
+    """``get_config(arg)`` of the config file at ``path``: what ``main.py --config=path:arg`` starts from."""
+    return config_module(path, relative_to).get_config(arg)
 
 
 def parse_arg(arg: str | None, allowed: dict[str, Any]) -> dict[str, Any]:

@@ -1,21 +1,17 @@
 """Config validation fails before training, naming the field; config files and their args load."""
 
-import importlib.util
 import os
 
 import pytest
 
-from robustjax.config import base_config, parse_arg, validate
+from robustjax.config import base_config, load_config_file, parse_arg, validate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(f for f in os.listdir(os.path.join(ROOT, "configs")) if f.endswith(".py"))
 
 
 def load_config(name, arg=None):
-    spec = importlib.util.spec_from_file_location(name[:-3], os.path.join(ROOT, "configs", name))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
+    return load_config_file(os.path.join(ROOT, "configs", name), arg)
 
 
 @pytest.mark.parametrize("name", CONFIGS)
@@ -74,3 +70,15 @@ def test_parse_arg():
         parse_arg("smok", {"smoke": False})
     with pytest.raises(ValueError, match="expected float"):
         parse_arg("eps_t=big", {"eps_t": 4.0})
+
+
+def test_config_files_load_by_path_and_relative_to_another_file(tmp_path):
+    from robustjax.config import config_module
+
+    c = load_config_file(os.path.join(ROOT, "configs", "atgan_mnist.py"), "eps_t=0.2")
+    assert c.defense.attack.eps == 0.2
+    # A config building on another names it relative to its own file, as configs/fgm_at_cifar10.py does.
+    module = config_module("pgn_baseline_cifar10.py", relative_to=os.path.join(ROOT, "configs", "any.py"))
+    assert module.get_config("method=fgm_at").defense.name == "fgm_at"
+    with pytest.raises(FileNotFoundError, match="no config file"):
+        config_module(str(tmp_path / "nope.py"))

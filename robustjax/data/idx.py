@@ -24,6 +24,7 @@ import struct
 import numpy as np
 
 from robustjax.data.core import ArrayDataset, DataInfo, DatasetUnavailableError
+from robustjax.data.sources import _subset_size
 from robustjax.errors import ConfigError, DataError
 
 UBYTE = 0x08
@@ -47,13 +48,13 @@ def _open(path: str):
     return gzip.open(path, "rb") if gzipped else open(path, "rb")
 
 
-def read_idx(path: str, rows: int = 0, ndim: int | None = None) -> np.ndarray:
+def read_idx(path: str, rows: int = 0, ndim: int | None = None, what: str = "rows") -> np.ndarray:
     """The array in one IDX file (unsigned bytes), its first ``rows`` rows (0 = all).
 
     Raises:
       DataError: not an IDX file of unsigned bytes, the wrong number of dimensions, or a file shorter than
         its header says.
-      ConfigError: more rows asked for than the file holds.
+      ConfigError: more rows asked for than the file holds, or a negative count (named ``what``).
     """
     try:
         with _open(path) as f:
@@ -71,10 +72,7 @@ def read_idx(path: str, rows: int = 0, ndim: int | None = None) -> np.ndarray:
             if len(dims_raw) < 4 * head[3]:
                 raise DataError(f"{path}: the header ends early; the file is truncated")
             shape = struct.unpack(">" + "I" * head[3], dims_raw)
-            n = rows or shape[0]
-            if n > shape[0]:
-                raise ConfigError(f"{path}: asked for {n} examples but only {shape[0]} exist; use 0 for all "
-                                  f"of them or a value <= {shape[0]}")
+            n = _subset_size(rows, shape[0], f"{path} {what}")
             size = n * int(np.prod(shape[1:], dtype=np.int64))
             data = f.read(size)
     except (OSError, EOFError) as error:  # a damaged gzip stream
@@ -109,9 +107,6 @@ def load_idx(directory: str, *, train_size: int = 0, test_size: int = 0, num_cla
             f"IDX directory {directory!r} does not exist (cwd: {os.getcwd()}). Point --config.data.path at "
             "the folder holding train-images-idx3-ubyte(.gz) and the other three files; for Fashion-MNIST, "
             "`apt-get install dataset-fashion-mnist` puts them in /usr/share/datasets/fashion-mnist")
-    for size, what in ((train_size, "train_size"), (test_size, "test_size")):
-        if size < 0:
-            raise ConfigError(f"config.data.{what} must be >= 0 (0 = all), got {size}")
     splits = {}
     for split, size in (("train", train_size), ("test", test_size)):
         paths = {}
@@ -123,8 +118,8 @@ def load_idx(directory: str, *, train_size: int = 0, test_size: int = 0, num_cla
                     f"{directory} has no {stem} (nor {stem}.gz); it holds {sorted(os.listdir(directory))[:8]}. "
                     "An IDX dataset folder needs train-images-idx3-ubyte, train-labels-idx1-ubyte, "
                     "t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte (gzipped or not)")
-        x = read_idx(paths["images"], size, ndim=3)
-        y = read_idx(paths["labels"], size, ndim=1)
+        x = read_idx(paths["images"], size, ndim=3, what=f"{split}_size")
+        y = read_idx(paths["labels"], size, ndim=1, what=f"{split}_size")
         if len(x) != len(y):
             raise DataError(f"{directory}: {len(x)} {split} images but {len(y)} labels; the files do not belong "
                             "together")
