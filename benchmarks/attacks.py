@@ -19,11 +19,12 @@ Attacks and budgets (identical for every library):
 
 Protocol: robustjax functions are jitted once (``robustjax.xla.jit``: ``jax.jit`` plus the CPU compile
 options robustjax uses everywhere; the ``robustjax-jax.jit`` column is the same attack under plain
-``jax.jit``, i.e. XLA's defaults, for FGSM and PGD; ``robustjax-chunked`` is APGD/AutoAttack with
-``chunk_size=32``, attacking only what is not yet fooled) with the params as a jit argument, run once to compile
-(excluded), and timed with ``block_until_ready``; torchattacks and foolbox run a warm-up call too. Each
-measurement is the median of ``--repeats`` timed calls, the libraries interleaved round-robin so that load
-from other processes spreads evenly. torch uses ``set_num_threads(2)``; XLA uses both cores by default.
+``jax.jit``, i.e. XLA's defaults, for FGSM and PGD; ``robustjax-user`` is the LeNet as a user writes it
+in plain flax, with ``nn.max_pool``, attacked under plain ``jax.jit``; ``robustjax-chunked`` is
+APGD/AutoAttack with ``chunk_size=32``, attacking only what is not yet fooled) with the params as a jit
+argument, run once to compile (excluded), and timed with ``block_until_ready``; torchattacks and foolbox
+run a warm-up call too. Each measurement is the median of ``--repeats`` timed calls, the libraries
+interleaved round-robin so that load from other processes spreads evenly. torch uses ``set_num_threads(2)``; XLA uses both cores by default.
 foolbox is run twice: on the JAX model itself (``foolbox-jax``, one jitted model call per step, gradients
 through it) and on the PyTorch twin (``foolbox-torch``).
 
@@ -49,7 +50,8 @@ import jax.numpy as jnp  # noqa: E402
 from robustjax import attacks, xla  # noqa: E402
 
 ATTACKS = ("fgsm", "pgd40", "cw", "apgd", "autoattack")
-LIBS = ("robustjax", "robustjax-jax.jit", "robustjax-chunked", "torchattacks", "foolbox-jax", "foolbox-torch")
+LIBS = ("robustjax", "robustjax-jax.jit", "robustjax-user", "robustjax-chunked", "torchattacks", "foolbox-jax",
+        "foolbox-torch")
 CHUNK = 32  # robustjax-chunked: apgd/autoattack with chunk_size=CHUNK (attack only what is left)
 EPS = {"lenet": (0.3, 0.01), "cifar_cnn": (8 / 255, 2 / 255)}
 
@@ -87,9 +89,16 @@ def build_runners(b: common.Bundle, x: np.ndarray, y: np.ndarray, attack: str, b
     k_pgd, k_cw, k_apgd = budget["pgd_steps"], budget["cw_steps"], budget["apgd_steps"]
     runners, notes = {}, {}
 
-    def jitted(fn, jit=xla.jit, **kw):
-        f = jit(lambda p, xx, yy, kk: fn(b.logits_fn(p), xx, yy, kk, **kw))
+    def jitted(fn, jit=xla.jit, logits_fn=b.logits_fn, **kw):
+        f = jit(lambda p, xx, yy, kk: fn(logits_fn(p), xx, yy, kk, **kw))
         return lambda: jax.block_until_ready(f(b.params, xj, yj, key))
+
+    def user(fn, **kw):  # the LeNet as a user writes it (nn.max_pool), under the user's own plain jax.jit
+        if b.name != "lenet":
+            return {}
+        np.testing.assert_allclose(common.user_lenet_logits(b.params)(xj[:16]), b.logits_fn()(xj[:16]),
+                                   rtol=1e-4, atol=1e-4)
+        return {"robustjax-user": jitted(fn, jit=jax.jit, logits_fn=common.user_lenet_logits, **kw)}
 
     def torch_run(atk):
         def run():
@@ -116,12 +125,14 @@ def build_runners(b: common.Bundle, x: np.ndarray, y: np.ndarray, attack: str, b
     if attack == "fgsm":
         runners["robustjax"] = jitted(attacks.fgsm, eps=eps)
         runners["robustjax-jax.jit"] = jitted(attacks.fgsm, jit=jax.jit, eps=eps)
+        runners.update(user(attacks.fgsm, eps=eps))
         runners["torchattacks"] = torch_run(torchattacks.FGSM(b.torch_model, eps=eps))
         runners.update(fb_run(fb.attacks.FGSM(), eps))
     elif attack == "pgd40":
         runners["robustjax"] = jitted(attacks.pgd, eps=eps, step_size=step, num_steps=k_pgd, random_start=True)
         runners["robustjax-jax.jit"] = jitted(attacks.pgd, jit=jax.jit, eps=eps, step_size=step, num_steps=k_pgd,
                                               random_start=True)
+        runners.update(user(attacks.pgd, eps=eps, step_size=step, num_steps=k_pgd, random_start=True))
         runners["torchattacks"] = torch_run(torchattacks.PGD(b.torch_model, eps=eps, alpha=step, steps=k_pgd,
                                                              random_start=True))
         runners.update(fb_run(fb.attacks.LinfPGD(abs_stepsize=step, steps=k_pgd, random_start=True), eps))
@@ -290,6 +301,11 @@ def main(argv=None):
             ok = ips["robustjax"] >= ips["torchattacks"]
             verdicts.append(f"{mname}: robustjax PGD-{budget['pgd_steps']} {ips['robustjax']:.1f} vs torchattacks "
                             f"{ips['torchattacks']:.1f} img/s -> {'holds' if ok else 'FAILS'}")
+        if attack == "pgd40" and "robustjax-user" in ips and "torchattacks" in ips:
+            ok = ips["robustjax-user"] >= ips["torchattacks"]
+            verdicts.append(f"{mname}: the user's LeNet (nn.max_pool, plain jax.jit) PGD-{budget['pgd_steps']} "
+                            f"{ips['robustjax-user']:.1f} vs torchattacks {ips['torchattacks']:.1f} img/s -> "
+                            f"{'holds' if ok else 'FAILS'}")
         if attack == "pgd40" and "robustjax" in ips and "foolbox-jax" in ips:
             verdicts.append(f"{mname}: robustjax PGD-{budget['pgd_steps']} is {ips['robustjax'] / ips['foolbox-jax']:.1f}x foolbox-jax"
                             + (f", {ips['robustjax'] / ips['foolbox-torch']:.1f}x foolbox-torch"
@@ -316,7 +332,9 @@ def main(argv=None):
             "robustjax = the attack compiled with "
             "`robustjax.xla.jit` (jax.jit plus the CPU compile option robustjax uses for everything it compiles: "
             "YNNPACK for matmuls only, XLA's own convolutions; see `robustjax/xla.py`); robustjax-jax.jit = the "
-            "same attack under plain `jax.jit` (XLA's defaults; FGSM and PGD only); robustjax-chunked = "
+            "same attack under plain `jax.jit` (XLA's defaults; FGSM and PGD only); robustjax-user = the LeNet as "
+            "a user writes it in plain flax (`nn.Conv`, `nn.max_pool`, same weights; `common.user_lenet_logits`) "
+            "attacked under plain `jax.jit` (LeNet, FGSM and PGD only); robustjax-chunked = "
             f"`chunk_size={CHUNK}` (APGD, AutoAttack): only the examples not yet fooled are attacked, in chunks "
             "of 32, as torchattacks and the reference AutoAttack do (on the CIFAR CNN, with 37% clean accuracy, "
             "most of the batch needs no attack). foolbox-jax = foolbox on the "

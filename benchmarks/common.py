@@ -178,6 +178,28 @@ def torch_lenet():
     return TorchLeNet()
 
 
+def user_lenet_logits(params):
+    """``x -> logits`` of the LeNet written as a user would write it in plain flax (``nn.Conv``,
+    ``nn.max_pool``, ``nn.relu``), on robustjax's LeNet params (same names, same function).
+
+    robustjax's own LeNet pools by reshaping (``layers.max_pool_2x2``); this one uses ``nn.max_pool``
+    (``lax.reduce_window``), whose gradient XLA computes with ``select_and_scatter``. The benchmark's
+    ``robustjax-user`` column attacks it under plain ``jax.jit``, as the README's example does.
+    """
+    import flax.linen as nn
+
+    class UserLeNet(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            h = nn.max_pool(nn.relu(nn.Conv(32, (5, 5), padding="SAME", name="conv1")(x)), (2, 2), strides=(2, 2))
+            h = nn.max_pool(nn.relu(nn.Conv(64, (5, 5), padding="SAME", name="conv2")(h)), (2, 2), strides=(2, 2))
+            h = nn.relu(nn.Dense(1024, name="fc1")(h.reshape(h.shape[0], -1)))
+            return nn.Dense(10, name="head")(h)
+
+    module = UserLeNet()
+    return lambda x: module.apply({"params": params}, x)
+
+
 def torch_convpool(c1: int = 24, c2: int = 48, num_classes: int = 10):
     """ConvPool-CNN-C (width 0.25, 2x2 pools, no dropout) in PyTorch (NCHW)."""
     torch = _torch()

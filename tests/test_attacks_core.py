@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import flax.linen as nn
 import pytest
 from jax.experimental import checkify
 
@@ -245,6 +246,43 @@ def test_canonicalize_convs_emits_only_canonical_convs_in_loops(conv_loop):
     labels = set(re.findall(r"dim_labels=(\S+?),", hlo))
     grouped = set(re.findall(r"dim_labels=(\S+?), feature_group_count", hlo))
     assert labels - grouped <= {"b01f_01io->b01f"}, labels
+
+
+def _pool_grad(window, strides, padding="VALID", reduce="max"):
+    def pool(x):
+        if reduce == "max":
+            return nn.max_pool(x, window, strides=strides, padding=padding)
+        return nn.pooling.pool(x, jnp.inf, jax.lax.min, window, strides, padding)
+    return jax.grad(lambda x: jnp.sum(jnp.sin(pool(x)) * jnp.arange(1.0, 4.0)))
+
+
+@pytest.mark.parametrize("window,strides,padding,reduce,shape", [
+    ((2, 2), (2, 2), "VALID", "max", (2, 6, 6, 3)),
+    ((2, 2), (2, 2), "VALID", "max", (2, 7, 5, 3)),     # VALID drops the odd last row / column
+    ((3, 3), (3, 3), "VALID", "max", (1, 9, 6, 3)),
+    ((2, 2), (2, 2), "VALID", "min", (2, 6, 6, 3)),
+    ((2, 2), (2, 2), "SAME", "max", (2, 6, 6, 3)),      # SAME with no padding needed: rewritten too
+    ((3, 3), (1, 1), "SAME", "max", (2, 5, 5, 3)),      # overlapping windows: XLA's op, unchanged
+])
+def test_canonicalize_convs_pool_gradient_is_exact_with_ties(window, strides, padding, reduce, shape):
+    g = _pool_grad(window, strides, padding, reduce)
+    # values on a coarse grid, so that most windows hold tied maxima: the cotangent must still go to the
+    # first of them in row-major window order, as select_and_scatter's `ge` does
+    x = jnp.round(jax.random.normal(jax.random.key(1), shape) * 1.5) / 2
+    want = jax.jit(g)(x)
+    got = jax.jit(core.canonicalize_convs(g))(x)
+    np.testing.assert_array_equal(got, want)
+    hlo = jax.jit(core.canonicalize_convs(g)).lower(x).as_text()
+    assert ("stablehlo.select_and_scatter" in hlo) == (window != strides), hlo
+
+
+def test_canonicalize_convs_removes_select_and_scatter_from_a_pgd_loop():
+    model = lambda x: nn.max_pool(jnp.tanh(x), (2, 2), strides=(2, 2)).reshape(x.shape[0], -1)[:, :3]
+    x = jax.random.uniform(jax.random.key(2), (2, 4, 4, 1))
+    y = jnp.array([0, 2])
+    pgd = jax.jit(lambda x: attacks.pgd(model, x, y, jax.random.key(0), eps=0.3, step_size=0.1, num_steps=3))
+    hlo = pgd.lower(x).compile().as_text()
+    assert " select-and-scatter(" not in hlo and " reduce-window(" in hlo, hlo  # the forward pool stays
 
 
 def test_map_live_chunks_runs_only_chunks_with_live_examples():

@@ -1,4 +1,4 @@
-"""Loop bodies for XLA:CPU: convolutions re-emitted in the canonical NHWC/HWIO form.
+"""Loop bodies for XLA:CPU: canonical NHWC/HWIO convolutions, and max-pool gradients as selects.
 
     from robustjax.attacks import xla_cpu
     x_adv = jax.lax.fori_loop(0, num_steps, xla_cpu.canonicalize_convs(body), x)
@@ -11,6 +11,14 @@ convolutions fall back to a naive elemental loop: PGD-40 on a LeNet ran 5.7x slo
 gradients (docs/attack_speed_notes.md). `canonicalize_convs` re-emits such convolutions with explicit
 transposes to NHWC/HWIO, which XLA then fuses normally. It changes no numbers, only the HLO.
 
+The same rewrite replaces the gradient of a non-overlapping max pool (``nn.max_pool(x, (2, 2), strides=(2,
+2))``, i.e. ``lax.reduce_window`` max), which JAX expresses as ``select_and_scatter_add``: XLA:CPU runs that
+op ~40x slower than the pool itself, and it dominated PGD on a LeNet written with ``nn.max_pool``. For
+windows that tile the input it is re-emitted as slices, compares and selects that route each cotangent to
+the first maximum of its window, as ``select_and_scatter`` does, ties included (bit-identical gradients;
+``tests/test_attacks_core.py``). Overlapping or padded windows keep XLA's op. robustjax's own models pool
+by reshaping (``models.layers.max_pool_2x2``), so this matters for the user's models.
+
 Every iterative attack wraps its loop bodies in :func:`canonicalize_convs` (``tests/test_attacks_loops.py``
 pins that); it is re-exported as ``robustjax.attacks.canonicalize_convs`` and ``core.canonicalize_convs``.
 """
@@ -18,6 +26,8 @@ pins that); it is re-exported as ``robustjax.attacks.canonicalize_convs`` and ``
 from __future__ import annotations
 
 import functools
+import itertools
+import math
 from typing import Callable
 
 import jax
@@ -48,6 +58,48 @@ def _canonical_conv(lhs, rhs, params):
     return jnp.transpose(out, perm)
 
 
+# Windows with more entries than this keep XLA's select_and_scatter (the rewrite unrolls over the window).
+_MAX_POOL_WINDOW = 16
+
+
+def _pool_vjp_by_windows(source, operand, params):
+    """``select_and_scatter_add`` of a non-overlapping max (or min) pool, as slices and selects.
+
+    XLA:CPU's ``select_and_scatter`` (the VJP of ``lax.reduce_window`` max pooling, e.g. ``nn.max_pool``)
+    is ~40x slower than the pool itself. For windows that tile the input (stride = window, no padding)
+    the same gradient is: reshape the input into its windows, find each window's maximum, and route the
+    cotangent to the first entry (in row-major window order) that equals it - exactly what
+    ``select_and_scatter`` with ``ge`` does, ties included. Anything else is bound unchanged.
+    """
+    win, strides = tuple(params["window_dimensions"]), tuple(params["window_strides"])
+    select = params["select_prim"]
+    if (
+        win != strides
+        or any(tuple(p) != (0, 0) for p in params["padding"])
+        or select not in (jex.primitives.ge_p, jex.primitives.le_p)
+        or not jnp.issubdtype(operand.dtype, jnp.floating)
+        or math.prod(win) > _MAX_POOL_WINDOW
+        or any(o != s // w for o, s, w in zip(source.shape, operand.shape, win))
+    ):
+        return jex.primitives.select_and_scatter_add_p.bind(source, operand, **params)
+    n = operand.ndim
+    crop = operand[tuple(slice(0, o * w) for o, w in zip(source.shape, win))]
+    y = crop.reshape([d for o, w in zip(source.shape, win) for d in (o, w)])
+    positions = list(itertools.product(*(range(w) for w in win)))
+    entries = [y[tuple(i for p in pos for i in (slice(None), p))] for pos in positions]
+    best = functools.reduce(jnp.maximum if select is jex.primitives.ge_p else jnp.minimum, entries)
+    taken = jnp.zeros(source.shape, bool)
+    zero = jnp.zeros((), source.dtype)
+    parts = []
+    for entry in entries:
+        hit = (entry == best) & ~taken
+        parts.append(jnp.where(hit, source, zero))
+        taken = taken | hit
+    out = jnp.stack(parts, axis=-1).reshape(*source.shape, *win)
+    out = jnp.transpose(out, [a for i in range(n) for a in (i, n + i)]).reshape(crop.shape)
+    return jax.lax.pad(out, zero, [(0, s - c, 0) for s, c in zip(operand.shape, crop.shape)])
+
+
 def _eval_canonical(jaxpr, consts, *args):
     env = {}
 
@@ -67,6 +119,8 @@ def _eval_canonical(jaxpr, consts, *args):
         prim = eqn.primitive
         if prim is jex.primitives.conv_general_dilated_p:
             outs = [_canonical_conv(*invals, eqn.params)]
+        elif prim is jex.primitives.select_and_scatter_add_p:
+            outs = [_pool_vjp_by_windows(*invals, eqn.params)]
         elif prim in (jex.primitives.jit_p, jex.primitives.closed_call_p):
             closed = eqn.params["jaxpr"] if prim is jex.primitives.jit_p else eqn.params["call_jaxpr"]
             inner = getattr(closed, "jaxpr", closed)
@@ -90,7 +144,8 @@ def _eval_canonical(jaxpr, consts, *args):
 
 
 def canonicalize_convs(fn: Callable) -> Callable:
-    """Wraps a loop body so that its convolutions reach XLA:CPU in NHWC/HWIO form (CPU only).
+    """Wraps a loop body so that its convolutions reach XLA:CPU in NHWC/HWIO form and its non-overlapping
+    max-pool gradients run as selects instead of ``select_and_scatter`` (CPU only).
 
     Use it on the body of any ``lax.fori_loop``/``while_loop``/``scan`` that differentiates through a
     conv net: ``lax.fori_loop(0, n, canonicalize_convs(body), init)``. On other backends, or if the
