@@ -27,7 +27,10 @@ PGD-1000 and AutoAttack there, the PGD robustness curve over the paper's eps_i g
 each radius, the gradient-masking diagnostics with unbounded PGD, saliency maps; on MNIST also PGD-40
 with a step that converges, ``pgd40c_<eps>``, so Table 5's two readings of the paper's step stand side by
 side). The comparison goes to ``<out>/compare`` (accuracy on
-adversarial examples, the paper's measure) and ``<out>/compare_robust`` (robust accuracy).
+adversarial examples, the paper's measure) and ``<out>/compare_robust`` (robust accuracy). It covers every
+finished run of the sweep under ``--out``, not only this invocation's, so a sweep can be run in parts
+(``--eps_t 0.3`` today, ``--eps_t 0.2 --frac 0.5`` tomorrow) and still gives one table; ``summary.json``
+keeps the ``main.py`` command recorded for each run.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -66,6 +70,23 @@ def plan(a) -> list[dict]:
                 cfg = "atgan_baseline_" + a.dataset if model == "baseline" else "atgan_" + a.dataset
                 runs.append({"name": name, "config": cfg, "arg": arg, "model": model, "eps_t": eps_t, "frac": frac})
     return runs
+
+
+RUN_NAME = re.compile(r"^(baseline|atgan)-eps_t([0-9.e+-]+?)(?:-frac([0-9.e+-]+))?$")
+
+
+def finished_runs(out: str) -> list[str]:
+    """Names of the sweep's finished runs under ``out`` (``results.json`` present), in the plan's order."""
+    found = []
+    for name in os.listdir(out) if os.path.isdir(out) else []:
+        m = RUN_NAME.match(name)
+        if m and os.path.exists(os.path.join(out, name, "results.json")):
+            try:
+                key = (float(m[2]), -float(m[3] or 1.0), m[1] != "baseline")
+            except ValueError:
+                continue
+            found.append((key, name))
+    return [name for _, name in sorted(found)]
 
 
 def overrides(a, run: dict, config, out: str) -> dict:
@@ -125,25 +146,34 @@ def main():
 
     runs_lib.run_missing((run["name"], config, workdir) for run, config, workdir in configs)
 
-    runs = [compare.load_run(w) for _, _, w in configs]
+    names = finished_runs(out)
+    runs = [compare.load_run(os.path.join(out, n)) for n in names]
     eps = TABLE_EPS[a.dataset]
     for sub, metric in (("compare", "accuracy_on_adversarial"), ("compare_robust", "robust_accuracy")):
         _, md = compare.write(runs, os.path.join(out, sub), eps=eps, metric=metric)
         if metric == "accuracy_on_adversarial":
             print(md)
+    summary_path = os.path.join(out, "summary.json")
+    earlier = {}
+    if os.path.exists(summary_path):
+        with open(summary_path) as f:
+            earlier = json.load(f).get("runs", {})
+    commands = {n: earlier.get(n, {}).get("command") for n in names}
+    commands.update({run["name"]: run["command"] for run, _, _ in configs})
     summary = {"args": vars(a), "runs": {}}
-    for (run, _, _), r in zip(configs, runs):
+    for name, r in zip(names, runs):
         res = r.results
         diag = res.get("diagnostics", {}).get("checks", {})
-        summary["runs"][run["name"]] = {
-            "command": run["command"], "clean": res["clean_accuracy"],
+        summary["runs"][name] = {
+            "command": commands.get(name), "clean": res["clean_accuracy"],
             "attacks": {k: {m: v.get(m) for m in ("robust_accuracy", "accuracy_on_adversarial", "eps")}
                         for k, v in res["attacks"].items()},
             "unbounded_pgd": diag.get("unbounded_pgd", {}).get("accuracy_on_adversarial"),
             "warnings": res.get("diagnostics", {}).get("warnings", []),
             "train_seconds": res["info"].get("train_seconds"),
         }
-    json.dump(summary, open(os.path.join(out, "summary.json"), "w"), indent=2)
+    with open(summary_path, "w") as f:
+        json.dump(summary, f, indent=2)
     print(f"wrote {out}/compare, {out}/compare_robust, {out}/summary.json")
 
 

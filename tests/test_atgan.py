@@ -568,6 +568,17 @@ def test_sweep_script_plans_the_papers_runs_with_the_plain_cnn_first_and_atgan_r
     assert (c.data.train_size, c.eval.num_examples, c.train.epochs, c.defense.adv_fraction) == (512, 64, 2.0, 0.5)
     assert (c.defense.attack.num_steps, c.defense.attack.step_size) == (5, pytest.approx(0.15))
     assert c.defense.loss_net_epochs == 0.0 and o["defense.loss_net_workdir"] == c.defense.loss_net_workdir
+    # the comparison covers every finished run under --out (a sweep run in parts), in the plan's order
+    for name in ("atgan-eps_t0.3-frac0.5", "baseline-eps_t0.3", "atgan-eps_t0", "baseline-eps_t0.2", "compare",
+                 "baseline-eps_t0.3-frac0.5", "baseline-eps_t0", "atgan-eps_t0.3"):
+        os.makedirs(tmp_path / name)
+        if name not in ("compare", "atgan-eps_t0.3"):  # no results.json: not finished (or not a run)
+            (tmp_path / name / "results.json").write_text("{}")
+    assert sweep.finished_runs(str(tmp_path)) == [
+        "baseline-eps_t0", "atgan-eps_t0", "baseline-eps_t0.2", "baseline-eps_t0.3", "baseline-eps_t0.3-frac0.5",
+        "atgan-eps_t0.3-frac0.5"]
+    assert sweep.finished_runs(str(tmp_path / "absent")) == []
+
     A.paper = True
     c = sweep.load_config("atgan_mnist", "eps_t=0.3")
     sweep.overrides(A, run, c, str(tmp_path))
