@@ -24,9 +24,10 @@ in plain flax, with ``nn.max_pool``, attacked under plain ``jax.jit``; ``robustj
 APGD/AutoAttack with ``chunk_size=32``, attacking only what is not yet fooled) with the params as a jit
 argument, run once to compile (excluded), and timed with ``block_until_ready``; torchattacks and foolbox
 run a warm-up call too. Each measurement is the median of ``--repeats`` timed calls, the libraries
-interleaved round-robin so that load from other processes spreads evenly. torch uses ``set_num_threads(2)``; XLA uses both cores by default.
-foolbox is run twice: on the JAX model itself (``foolbox-jax``, one jitted model call per step, gradients
-through it) and on the PyTorch twin (``foolbox-torch``).
+interleaved round-robin so that load from other processes spreads evenly. torch uses
+``set_num_threads(2)``; XLA uses both cores by default. foolbox is run twice: on the JAX model itself
+(``foolbox-jax``, one jitted model call per step, gradients through it) and on the PyTorch twin
+(``foolbox-torch``).
 
 Loop overhead: robustjax PGD-K time / (K x the time of one jitted input gradient of the CE loss on the same
 batch) for K = 40; the target (issue 3) is <= 1.05.

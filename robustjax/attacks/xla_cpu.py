@@ -15,9 +15,10 @@ The same rewrite replaces the gradient of a non-overlapping max pool (``nn.max_p
 2))``, i.e. ``lax.reduce_window`` max), which JAX expresses as ``select_and_scatter_add``: XLA:CPU runs that
 op ~40x slower than the pool itself, and it dominated PGD on a LeNet written with ``nn.max_pool``. For
 windows that tile the input it is re-emitted as slices, compares and selects that route each cotangent to
-the first maximum of its window, as ``select_and_scatter`` does, ties included (bit-identical gradients;
-``tests/test_attacks_core.py``). Overlapping or padded windows keep XLA's op. robustjax's own models pool
-by reshaping (``models.layers.max_pool_2x2``), so this matters for the user's models.
+the first maximum of its window, as ``select_and_scatter`` does, ties included (bit-identical gradients
+for finite inputs; a window holding a NaN gets a zero gradient; ``tests/test_attacks_core.py``).
+Overlapping or padded windows keep XLA's op. robustjax's own models pool by reshaping
+(``models.layers.max_pool_2x2``), so this matters for the user's models.
 
 Every iterative attack wraps its loop bodies in :func:`canonicalize_convs` (``tests/test_attacks_loops.py``
 pins that); it is re-exported as ``robustjax.attacks.canonicalize_convs`` and ``core.canonicalize_convs``.
