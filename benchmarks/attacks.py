@@ -184,17 +184,29 @@ def build_runners(b: common.Bundle, x: np.ndarray, y: np.ndarray, attack: str, b
     return {k: v for k, v in runners.items() if k in libs}, notes
 
 
-def interleaved(runners: dict, repeats: int) -> dict[str, tuple[float, list[float]]]:
-    """Warm-up every runner once, then ``repeats`` round-robin timed calls; returns lib -> (median, all)."""
+def interleaved(runners: dict, repeats: int, outputs: dict | None = None) -> dict[str, tuple[float, list[float]]]:
+    """Warm-up every runner once, then ``repeats`` round-robin timed calls; returns lib -> (median, all).
+
+    ``outputs``, when given, receives each runner's warm-up result (the adversarial batch)."""
     times = {k: [] for k in runners}
-    for fn in runners.values():
-        fn()
+    for k, fn in runners.items():
+        out = fn()
+        if outputs is not None:
+            outputs[k] = out
     for _ in range(repeats):
         for k, fn in runners.items():
             t0 = time.perf_counter()
             fn()
             times[k].append(time.perf_counter() - t0)
     return {k: (float(np.median(v)), v) for k, v in times.items()}
+
+
+def robust_accuracy(b: common.Bundle, x_adv, y: np.ndarray) -> float:
+    """Accuracy of the JAX model on one library's adversarial batch (a jax array, or an NCHW torch tensor)."""
+    if hasattr(x_adv, "detach"):
+        x_adv = common.nhwc(x_adv.detach().cpu().numpy())
+    logits = np.asarray(b.logits(b.params, jnp.asarray(np.asarray(x_adv, np.float32))))
+    return float(np.mean(np.argmax(logits, -1) == y))
 
 
 def loop_overhead(b: common.Bundle, x, y, k: int, repeats: int) -> dict:
@@ -255,13 +267,16 @@ def main(argv=None):
             runners, notes = build_runners(b, x, y, attack, budget, libs,
                                            aa_full=mname in args.aa_full_models.split(","))
             reps = args.aa_repeats if attack == "autoattack" else args.repeats
-            res = interleaved(runners, reps)
+            outs = {}
+            res = interleaved(runners, reps, outs)
+            accs = {lib: robust_accuracy(b, out, y) for lib, out in outs.items()}
             ips = {lib: args.batch / t for lib, (t, _) in res.items()}
-            line = (f"{mname} {attack}: " + ", ".join(f"{lib} {v:.1f} img/s" for lib, v in ips.items())
+            line = (f"{mname} {attack}: " + ", ".join(f"{lib} {v:.1f} img/s (robust acc {accs[lib]:.3f})"
+                                                     for lib, v in ips.items())
                     + (f" ({notes})" if notes else "") + f"  [load {common.loadavg()}]")
             print(line, flush=True)
             printed.append(line)
-            rows.append((mname, attack, ips, {lib: t for lib, (t, _) in res.items()}, notes))
+            rows.append((mname, attack, ips, accs, notes))
         if "pgd40" in attack_names:
             k = budget["pgd_steps"]
             ov = loop_overhead(b, x, y, k, args.repeats)
@@ -275,7 +290,7 @@ def main(argv=None):
              "cw": f"C&W L2 (1 x {budget['cw_steps']})", "apgd": f"APGD-CE ({budget['apgd_steps']} steps)",
              "autoattack": "AutoAttack (standard)"}
     table_rows = []
-    for mname, attack, ips, secs, notes in rows:
+    for mname, attack, ips, _, notes in rows:
         cells = []
         for lib in libs:
             if lib in ips:
@@ -289,11 +304,16 @@ def main(argv=None):
         ratio = best / ips["torchattacks"] if "torchattacks" in ips else float("nan")
         table_rows.append([mname, names[attack]] + cells + [f"{ratio:.2f}"])
     table = common.md_table(["model", "attack"] + list(libs) + ["best robustjax / torchattacks"], table_rows)
+    acc_table = common.md_table(["model", "attack"] + list(libs), [
+        [mname, names[attack]] + [f"{accs[lib]:.3f}" if lib in accs else "-" for lib in libs]
+        for mname, attack, _, accs, _ in rows])
     ov_table = common.md_table(
         ["model", "K", "PGD-K (s)", "one input gradient (ms)", "PGD-K / (K x gradient)"],
         [[m, k, f"{ov['pgd_s']:.3f}", f"{ov['grad_ms']:.1f}", f"{ov['ratio']:.3f}"] for m, k, ov in overhead_rows])
     print()
     print(table)
+    print()
+    print(acc_table)
     print()
     print(ov_table)
     verdicts = []
@@ -347,6 +367,12 @@ def main(argv=None):
             f"(2 cores shared with other processes); total wall time {total / 60:.1f} min",
             "",
             table,
+            "",
+            "Robust accuracy of each library's adversarial batch (the JAX model's accuracy on it; lower = stronger "
+            "attack; for C&W, the share of the batch it did not fool). A speed ratio counts only at equal or lower "
+            "robust accuracy:",
+            "",
+            acc_table,
             "",
             "Loop overhead (robustjax PGD-K with random start vs K jitted CE input gradients on the same batch; "
             "target <= 1.05):",
