@@ -285,6 +285,18 @@ def test_canonicalize_convs_removes_select_and_scatter_from_a_pgd_loop():
     assert " select-and-scatter(" not in hlo and " reduce-window(" in hlo, hlo  # the forward pool stays
 
 
+def test_single_gradient_attacks_also_avoid_select_and_scatter():
+    # loss_and_grad (FGSM, minimal FGSM, input_gradient) goes through the same rewrite, numbers unchanged
+    model = lambda x: nn.max_pool(jnp.tanh(x), (2, 2), strides=(2, 2)).reshape(x.shape[0], -1)[:, :3]
+    x = jnp.round(jax.random.uniform(jax.random.key(3), (2, 4, 4, 1)) * 4) / 4  # ties
+    y = jnp.array([0, 2])
+    hlo = jax.jit(lambda x: attacks.fgsm(model, x, y, eps=0.1)).lower(x).compile().as_text()
+    assert " select-and-scatter(" not in hlo, hlo
+    plain = jax.jit(jax.grad(lambda v: jnp.sum(attacks.ce_loss(model(v), y))))(x)
+    # a tie sent to the wrong entry would differ by a whole gradient component, not by rounding
+    np.testing.assert_allclose(jax.jit(attacks.input_gradient(model, "ce"))(x, y), plain, rtol=0, atol=1e-6)
+
+
 def test_map_live_chunks_runs_only_chunks_with_live_examples():
     x = jnp.arange(7.0)[:, None] * jnp.ones((1, 2))
     live = jnp.array([False, True, False, False, True, False, False])

@@ -412,7 +412,9 @@ def loss_and_grad(
         obj = sign * loss_fn(logits, y)
         return jnp.sum(obj), (obj, logits)
 
-    (_, (obj, logits)), grad = jax.value_and_grad(total, has_aux=True)(x)
+    # Through canonicalize_convs also outside loops (FGSM, minimal FGSM, user code): on CPU a model's
+    # nn.max_pool gradient then runs as selects instead of XLA's slow select_and_scatter; same numbers.
+    (_, (obj, logits)), grad = xla_cpu.canonicalize_convs(jax.value_and_grad(total, has_aux=True))(x)
     return obj, logits, grad
 
 

@@ -20,6 +20,8 @@ for finite inputs; a window holding a NaN gets a zero gradient; ``tests/test_att
 Overlapping or padded windows keep XLA's op. robustjax's own models pool by reshaping
 (``models.layers.max_pool_2x2``), so this matters for the user's models.
 
+``core.loss_and_grad`` (FGSM, minimal FGSM, ``input_gradient``) applies the rewrite outside loops too.
+
 Every iterative attack wraps its loop bodies in :func:`canonicalize_convs` (``tests/test_attacks_loops.py``
 pins that); it is re-exported as ``robustjax.attacks.canonicalize_convs`` and ``core.canonicalize_convs``.
 """
