@@ -121,3 +121,28 @@ def test_transfer_errors_name_the_problem(runs, tmp_path):
         transfer.transfer_matrix([a, str(tmp_path / "other")], FGSM)
     with pytest.raises(ValueError, match=r"transfer_matrix\.attack_spec\.eps: missing"):
         transfer.transfer_matrix([a], {"attack": "fgsm"})
+
+
+def test_transfer_curves_points_are_the_matrix_entries_and_by_hand(runs, table):
+    (a, _), (b, _) = runs
+    curves = transfer.transfer_curves(a, [b, a], {"attack": "fgsm"}, [0.1, 0.3], num_examples=64)
+    assert curves["names"] == [os.path.basename(b), os.path.basename(a)] and curves["eps_grid"] == [0.1, 0.3]
+    on_b, on_a = curves["curves"]
+    assert [p["eps"] for p in on_b] == [0.1, 0.3]
+    # eps 0.1 is column b / the diagonal of the matrix's row a (same examples, deterministic FGSM)
+    assert on_b[0]["accuracy_on_adversarial"] == pytest.approx(table["accuracy_on_adversarial"][0][1])
+    assert on_b[0]["robust_accuracy"] == pytest.approx(table["robust_accuracy"][0][1])
+    assert on_a[0]["accuracy_on_adversarial"] == pytest.approx(curves["source_accuracy_on_adversarial"][0])
+    # eps 0.3 by hand
+    da, sa, config, _ = transfer.load_run(a)
+    db, sb, _, _ = transfer.load_run(b)
+    _, test_ds, _ = data_lib.load(config.data)
+    x, y = jnp.asarray(test_ds.get(np.arange(64))["image"]), np.asarray(test_ds.labels[:64])
+    x_adv = attacks.fgsm(da.classifier(sa), x, jnp.asarray(y), eps=0.3)
+    assert on_b[1]["accuracy_on_adversarial"] == pytest.approx((np.asarray(db.classifier(sb)(x_adv)).argmax(-1) == y).mean())
+    assert on_a[1]["accuracy_on_adversarial"] < on_a[0]["accuracy_on_adversarial"]   # a larger step fools a more
+    json.dumps(curves)
+    with pytest.raises(ValueError, match="eps_grid must be a non-empty list of radii > 0"):
+        transfer.transfer_curves(a, [b], {"attack": "fgsm"}, [0.0, 0.1])
+    with pytest.raises(ValueError, match="at least one target"):
+        transfer.transfer_curves(a, [], {"attack": "fgsm"}, [0.1])

@@ -4,6 +4,7 @@
     defense, state, config, info = transfer.load_run("runs/standard_mnist-...")     # a finished run
     table = transfer.transfer_matrix(["runs/a", "runs/b"], {"attack": "fgsm", "eps": 0.1}, num_examples=1000)
     print(transfer.markdown_table(table))
+    curves = transfer.transfer_curves("runs/resnet", ["runs/a", "runs/b"], {"attack": "fgsm"}, [0.1, 0.3])
 
 A run directory is what ``main.py`` writes: ``config.json`` (the resolved config) and ``checkpoints/``.
 :func:`load_run` rebuilds the run's defense from its config (``robustjax.defenses.make``) and restores its
@@ -17,7 +18,8 @@ row i, column j is the accuracy of run j on the adversarial examples crafted (wh
 attack model: BPDA where it has a surrogate) on run i; the diagonal is the white-box accuracy. Both
 measures are given: ``accuracy_on_adversarial`` (the paper's) and ``robust_accuracy`` (correct clean and
 on the transferred example). The ``transfer`` metric (``robustjax.evaluate.metrics``) is one column of it
-for the evaluated model, from one source.
+for the evaluated model, from one source. :func:`transfer_curves` is the black-box half of their Figs. 4-5:
+one source's examples at each eps of a grid, scored on every target.
 """
 
 from __future__ import annotations
@@ -159,6 +161,34 @@ def transfer_metric(session, params: Mapping[str, Any], key) -> dict:
             "eps": None if atk.eps is None else float(atk.eps), "source": params["source"], "num_examples": m}
 
 
+
+def _sessions(run_dirs: Sequence[str], test_ds, info, bounds, num_examples: int, batch_size: int, key, caller: str):
+    """An evaluation session per run, on one test set (the first run's unless given); ``(sessions, n)``."""
+    from robustjax.evaluate.suite import Session, Target
+
+    configs = [read_config(d) for d in run_dirs]
+    names = {str(c.data.name) for c in configs}
+    if len(names) > 1:
+        raise ValueError(f"{caller}: the runs are on different datasets {sorted(names)} "
+                         f"({', '.join(f'{d}: {c.data.name}' for d, c in zip(run_dirs, configs))}); transfer "
+                         "needs one test set")
+    if test_ds is None or info is None:
+        _, loaded_test, loaded_info = data_lib.load(configs[0].data)
+        test_ds = loaded_test if test_ds is None else test_ds
+        info = loaded_info if info is None else info
+    bounds = tuple(bounds) if bounds is not None else tuple(info.bounds)
+    n = len(test_ds) if not num_examples else min(int(num_examples), len(test_ds))
+    ds = data_lib.ArrayDataset(test_ds.images[:n], test_ds.labels[:n])
+    batch_size = min(int(batch_size), n)
+    sessions = []
+    for i, d in enumerate(run_dirs):
+        defense, state, _, _ = load_run(d, info=info)
+        s = Session(Target.of(defense), state, ds, batch_size, jax.random.fold_in(key, i), bounds)
+        s.run_clean(jax.random.fold_in(key, 1000 + i))
+        sessions.append(s)
+    return sessions, n
+
+
 def transfer_matrix(run_dirs: Sequence[str], attack_spec: Mapping[str, Any], *,
                     test_ds: data_lib.ArrayDataset | None = None, info: data_lib.DataInfo | None = None,
                     bounds=None, num_examples: int = 1000, batch_size: int = 256, seed: int = 0) -> dict:
@@ -184,33 +214,12 @@ def transfer_matrix(run_dirs: Sequence[str], attack_spec: Mapping[str, Any], *,
     Raises:
       ValueError: fewer than one run, runs on different datasets, or a bad attack spec.
     """
-    from robustjax.evaluate.suite import Session, Target
-
     run_dirs = [str(d) for d in run_dirs]
     if not run_dirs:
         raise ValueError("transfer_matrix: give at least one run directory")
     atk = attacks_lib.resolve(dict(attack_spec), where="transfer_matrix.attack_spec")
-    configs = [read_config(d) for d in run_dirs]
-    names = {str(c.data.name) for c in configs}
-    if len(names) > 1:
-        raise ValueError(f"transfer_matrix: the runs are on different datasets {sorted(names)} "
-                         f"({', '.join(f'{d}: {c.data.name}' for d, c in zip(run_dirs, configs))}); transfer "
-                         "needs one test set")
-    if test_ds is None or info is None:
-        _, loaded_test, loaded_info = data_lib.load(configs[0].data)
-        test_ds = loaded_test if test_ds is None else test_ds
-        info = loaded_info if info is None else info
-    bounds = tuple(bounds) if bounds is not None else tuple(info.bounds)
-    n = len(test_ds) if not num_examples else min(int(num_examples), len(test_ds))
-    ds = data_lib.ArrayDataset(test_ds.images[:n], test_ds.labels[:n])
-    batch_size = min(int(batch_size), n)
     key = jax.random.PRNGKey(seed)
-    sessions = []
-    for i, d in enumerate(run_dirs):
-        defense, state, _, _ = load_run(d, info=info)
-        s = Session(Target.of(defense), state, ds, batch_size, jax.random.fold_in(key, i), bounds)
-        s.run_clean(jax.random.fold_in(key, 1000 + i))
-        sessions.append(s)
+    sessions, n = _sessions(run_dirs, test_ds, info, bounds, num_examples, batch_size, key, "transfer_matrix")
     acc = np.zeros((len(run_dirs), len(run_dirs)))
     robust = np.zeros_like(acc)
     for i, src in enumerate(sessions):
@@ -223,6 +232,54 @@ def transfer_matrix(run_dirs: Sequence[str], attack_spec: Mapping[str, Any], *,
             "attack": atk.spec, "rows": "crafted on", "columns": "tested on",
             "accuracy_on_adversarial": acc.tolist(), "robust_accuracy": robust.tolist(),
             "clean_accuracy": [float(s.clean_correct.mean()) for s in sessions], "num_examples": n}
+
+
+def transfer_curves(source_dir: str, target_dirs: Sequence[str], attack_spec: Mapping[str, Any],
+                    eps_grid: Sequence[float], *, test_ds: data_lib.ArrayDataset | None = None,
+                    info: data_lib.DataInfo | None = None, bounds=None, num_examples: int = 1000,
+                    batch_size: int = 256, seed: int = 0) -> dict:
+    """Black-box robustness curves: every target's accuracy on one source's adversarial examples at each eps
+    (Zantedeschi et al. Figs. 4-5, "crafted using the ResNet model, without any defense").
+
+    Args:
+      source_dir: the finished run the attack is crafted on (white-box on its attack model).
+      target_dirs: the finished runs scored on those examples.
+      attack_spec: the attack without its radius, e.g. ``{"attack": "fgsm"}``; each point sets ``eps``.
+      eps_grid: the radii (each > 0).
+      test_ds, info, bounds, num_examples, batch_size, seed: as in :func:`transfer_matrix`.
+
+    Returns:
+      ``{"source", "targets", "names", "attack", "eps_grid", "num_examples", "clean_accuracy": [per target],
+      "source_accuracy_on_adversarial": [per eps], "curves": [per target: [{"eps", "accuracy_on_adversarial",
+      "robust_accuracy"} per eps]]}``: plain values, JSON-ready.
+
+    Raises:
+      ValueError: no target, an empty grid or a radius <= 0, runs on different datasets, or a bad attack spec.
+    """
+    target_dirs = [str(d) for d in target_dirs]
+    if not target_dirs:
+        raise ValueError("transfer_curves: give at least one target run directory")
+    grid = [float(e) for e in eps_grid]
+    if not grid or min(grid) <= 0:
+        raise ValueError(f"transfer_curves: eps_grid must be a non-empty list of radii > 0, got {list(eps_grid)}")
+    atks = [attacks_lib.resolve({**dict(attack_spec), "eps": e}, where="transfer_curves.attack_spec") for e in grid]
+    key = jax.random.PRNGKey(seed)
+    sessions, n = _sessions([str(source_dir)] + target_dirs, test_ds, info, bounds, num_examples, batch_size,
+                            key, "transfer_curves")
+    src, targets = sessions[0], sessions[1:]
+    curves = [[] for _ in targets]
+    source_acc = []
+    for i, (eps, atk) in enumerate(zip(grid, atks)):
+        x_adv, src_correct = _craft(src, atk, jax.random.fold_in(key, 2000 + i), n)
+        source_acc.append(float(src_correct.mean()))
+        for j, tgt in enumerate(targets):
+            correct = _predict_correct(tgt, x_adv, jax.random.fold_in(key, 3000 + len(targets) * i + j))
+            curves[j].append({"eps": eps, "accuracy_on_adversarial": float(correct.mean()),
+                              "robust_accuracy": float((tgt.clean_correct & correct).mean())})
+    return {"source": str(source_dir), "targets": target_dirs,
+            "names": [os.path.basename(os.path.normpath(d)) for d in target_dirs], "attack": atks[0].spec,
+            "eps_grid": grid, "num_examples": n, "clean_accuracy": [float(s.clean_correct.mean()) for s in targets],
+            "source_accuracy_on_adversarial": source_acc, "curves": curves}
 
 
 def markdown_table(table: Mapping[str, Any], key: str = "accuracy_on_adversarial") -> str:
