@@ -41,23 +41,13 @@ The paper's MNIST results (Table 2, white-box minimal FGSM: accuracy / robustnes
 distance): CNN 52.07 / 0.202 / 3.90; GDA + RELU 73.96 / 0.440 / 10.36; GDA + BRELU 69.56 / 0.471 / 9.31.
 Table 3 (loss sensitivity): CNN 0.0609, GDA + RELU 0.0244, GDA + BRELU 0.0753.
 
-Reproducing the tables (each run hours of quiet CPU; not run in CI). Offline, add
-``--config.data.source=npz --config.data.path=/path/to/mnist.npz`` to each command.
+Reproducing the tables: ``benchmarks/gda_brelu_mnist.py`` runs every row of the study (the four architectures,
+then the defenses, black-box examples crafted on the undefended ResNet row) at one budget and writes
+Tables 1-4, Figs. 3-4 and the strong-attack table; ``docs/results.md`` has its CPU-sized run. With the
+config's own settings (each run hours of quiet CPU; not run in CI):
 
-    # Table 1 and Fig. 3: the four architectures (FGSM curves are in each report)
-    for m in cnn resnet; do for b in 0 1; do
-      python main.py --config=configs/gda_brelu_mnist.py:defense=none,model=$m,brelu=$b,jsma=0 \
-          --workdir=runs/zbr_mnist/${m}_brelu$b; done; done
-    python -c "from robustjax.evaluate.transfer import transfer_matrix; import json; print(json.dumps(
-        transfer_matrix(['runs/zbr_mnist/cnn_brelu0', 'runs/zbr_mnist/cnn_brelu1', 'runs/zbr_mnist/resnet_brelu0',
-                         'runs/zbr_mnist/resnet_brelu1'], {'attack': 'fgsm', 'eps': 0.1}), indent=1))"
-    # Tables 2-4, Fig. 4: every defense on the CNN, transfers crafted on the undefended ResNet run above
-    for d in none feature_squeezing label_smoothing fgsm_at vat gda; do
-      python main.py --config=configs/gda_brelu_mnist.py:defense=$d,source=runs/zbr_mnist/resnet_brelu0 \
-          --workdir=runs/zbr_mnist/$d; done
-    python main.py --config=configs/gda_brelu_mnist.py:brelu,source=runs/zbr_mnist/resnet_brelu0 \
-        --workdir=runs/zbr_mnist/gda_brelu
-    python -m robustjax.report runs/zbr_mnist/*        # the runs side by side
+    python benchmarks/gda_brelu_mnist.py --npz /path/to/mnist.npz --out runs/zbr_mnist --paper
+    python benchmarks/gda_brelu_mnist.py --npz /path/to/mnist.npz --paper --print    # the main.py commands
 """
 
 from robustjax.config import base_config, linf_suite, parse_arg, shrink_for_smoke, zantedeschi_attacks

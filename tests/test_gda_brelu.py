@@ -124,3 +124,73 @@ def test_gda_brelu_cnn_learns_real_mnist(mnist_npz, tmp_path):
         jax.config.update("jax_disable_most_optimizations", before)
     assert results["clean_accuracy"] > 0.85, results["clean_accuracy"]
     assert results["attacks"]["fgsm_0p1"]["robust_accuracy"] <= results["clean_accuracy"]
+
+
+def _bench():
+    import importlib.util
+    import os
+
+    spec = importlib.util.spec_from_file_location("gda_brelu_mnist_bench", os.path.join(
+        os.path.dirname(__file__), "..", "benchmarks", "gda_brelu_mnist.py"))
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    return bench
+
+
+def test_tables_script_gives_every_row_the_same_budget_and_the_resnet_as_black_box_source(tmp_path):
+    """benchmarks/gda_brelu_mnist.py: every row validates with its budget; the defense rows craft their
+    transfers on the undefended ResNet row with the same capped C&W as their white-box one; the other
+    architecture rows keep only Table 1's FGSM."""
+    from robustjax.config import validate
+
+    bench = _bench()
+
+    class A:  # the parsed arguments config_arg() and overrides() read
+        npz, paper, train, epochs, eval, cw_search, cw_steps, no_jsma = "x.npz", False, 1000, 2.0, 64, 3, 20, False
+        out = str(tmp_path)
+
+    source = tmp_path / bench.SOURCE   # what validation asks of a transfer source: a run directory
+    (source / "checkpoints").mkdir(parents=True)
+    (source / "config.json").write_text("{}")
+    kinds = {}
+    for name, (_, kind) in bench.ROWS.items():
+        c = bench.load_config(bench.CONFIG, bench.config_arg(name, A))
+        if kind == "arch":
+            bench.light_eval(c)
+        bench.overrides(A, c)
+        validate(c)
+        kinds[name] = kind
+        assert (c.data.train_size, c.train.epochs, c.eval.num_examples, c.data.path) == (1000, 2.0, 64, "x.npz"), name
+        if kind == "arch":
+            assert set(c.eval.attacks) == {"fgsm_0p1"} and set(c.eval.curves) == {"fgsm"} and not c.eval.metrics
+            continue
+        assert {"aa_0p3", "pgd1000_0p3", "cw_l2_k2p3", "deepfool100", "jsma"} <= set(c.eval.attacks), name
+        assert (c.eval.attacks.cw_l2_k2p3.binary_search_steps, c.eval.attacks.cw_l2_k2p3.num_steps) == (3, 20)
+        transfers = {k: m for k, m in c.eval.metrics.items() if m.metric == "transfer"}
+        assert len(transfers) == 5 and all(m.source == str(source) for m in transfers.values()), name
+        assert transfers["transfer_cw_l2_k2p3"].attack.num_steps == 20
+    assert kinds[bench.SOURCE] == "arch" and list(bench.ROWS)[0] == bench.SOURCE   # the source runs first
+    assert sum(k == "full" for k in kinds.values()) == 7
+    A.no_jsma = True
+    assert "jsma" not in bench.load_config(bench.CONFIG, bench.config_arg("gda_brelu", A)).eval.attacks
+
+
+def test_tables_script_reads_each_table_from_the_results():
+    bench = _bench()
+    cnn = {"clean_accuracy": 0.99, "diagnostics": {"warnings": ["w1", "w2"]},
+           "attacks": {"aa_0p3": {"robust_accuracy": 0.0}, "pgd1000_0p3": {"robust_accuracy": 0.02},
+                       "cw_l2_k2p3": {"robust_accuracy": 0.1, "median_l2": 1.234, "success_rate": 0.9},
+                       "deepfool100": {"robust_accuracy": 0.0, "median_l2": 1.5}},
+           "metrics": {"empirical_robustness": {"value": 0.2, "flipped": 0.8},
+                       "train_distance": {"value": 5.0, "clean_value": 6.0}, "loss_sensitivity": {"value": 0.05},
+                       "transfer_fgsm_0p1": {"value": 0.9}, "transfer_deepfool100": {"value": 0.95}}}
+    arch = {"clean_accuracy": 0.98, "attacks": {"fgsm_0p1": {"robust_accuracy": 0.6}}}
+    matrix = {"names": ["cnn", "resnet_relu"], "accuracy_on_adversarial": [[0.5, 0.9], [0.8, 0.4]]}
+    md, data = bench.tables({"resnet_relu": arch, "cnn": cnn}, matrix, None)
+    assert "| cnn | 50.00 | 90.00 |" in md and "| resnet_relu | 80.00 | 40.00 |" in md          # Table 1, in %
+    assert "| cnn | 99.00 | 20.00 | 0.200 | 5.00 (6.00) | 0.0500 |" in md                      # Tables 2-3
+    assert "| defense | fgsm_0p1 | deepfool100 |" in md and "| cnn | 90.00 | 95.00 |" in md   # Table 4
+    strong = next(line for line in md.splitlines() if line.startswith("| cnn | 0.990 |"))
+    assert strong.endswith("| 0.020 | 0.000 | - | 1.50 | 1.23 | 0.900 | 2 |")              # PGD-1000, AA, ..., C&W
+    assert "| resnet_relu |" not in md.split("**Table 2**")[1]                               # arch rows: Table 1 only
+    assert set(data["rows"]) == {"cnn", "resnet_relu"} and data["table1"] is matrix

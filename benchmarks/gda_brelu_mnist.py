@@ -1,0 +1,295 @@
+"""Zantedeschi, Nicolae and Rawat's MNIST study ("Efficient Defenses Against Adversarial Attacks", 2017) in
+one command, at one CPU budget for every row: Tables 1-4 and Figs. 3-4, plus AutoAttack and PGD-1000.
+
+    python benchmarks/gda_brelu_mnist.py --npz ../shared/data/mnist.npz --out runs/zbr_mnist \\
+        --train 10000 --epochs 2 --eval 200
+    python benchmarks/gda_brelu_mnist.py --npz ../shared/data/mnist.npz --print      # the main.py commands
+    python benchmarks/gda_brelu_mnist.py --out runs/zbr_mnist --paper                # the config's own settings
+
+Every row is ``main.py`` on ``configs/gda_brelu_mnist.py`` (its docstring lists the paper's settings and
+what was chosen where the paper is silent) with the same budget overrides; the script prints the
+equivalent command of each. A finished row (``results.json`` present) is not run again and an
+interrupted one resumes: re-run the same command.
+
+- Architecture rows (Table 1, Fig. 3): the undefended CNN and ResNet, each with ReLU and with BReLU
+  (t = 1). ``cnn`` (CNN + ReLU) is also the undefended row of Tables 2-4 and gets the whole evaluation;
+  the other three get only what Table 1 and Fig. 3 use (FGSM 0.1 and the FGSM curve).
+- Defense rows (Tables 2-4, Fig. 4), all on the paper's CNN: feature squeezing (1 bit, attacked through
+  BPDA), label smoothing 0.9, FGSM adversarial training (0.3), VAT (2.1), GDA + ReLU, GDA + BReLU (ten
+  copies, sigma 0.3).
+- Black-box attacks are crafted on the undefended ResNet row (``resnet_relu``, the paper's protocol), which
+  therefore runs first.
+
+Budget options (``--paper`` leaves the config's own values): ``--train`` first N training images,
+``--epochs`` (over the augmented set for GDA: each of its steps holds eleven times the rows, so a GDA row
+costs about eleven times a plain one), ``--eval`` test images for every attack and metric, ``--cw_search``
+x ``--cw_steps`` for C&W (white-box and transferred; the authors' 9 x 10,000, the config's 9 x 1,000),
+``--no_jsma`` leaves JSMA out.
+
+Written into ``--out``: ``compare/`` (``robustjax.report`` over the rows), ``tables.md`` (Tables 1-4 and
+the strong-attack table), ``tables.json``, ``fig3_architectures.png`` and ``fig4_defenses.png`` (white-box
+and black-box accuracy against eps, FGSM and the paper's Random + FGSM).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from benchmarks import runs as runs_lib  # noqa: E402
+from benchmarks.runs import load_config  # noqa: E402
+
+CONFIG = "gda_brelu_mnist"
+SOURCE = "resnet_relu"       # the black-box source: the undefended ResNet (Sec. 4.5)
+# row -> (config argument, kind): "arch" rows get Table 1's light evaluation, "full" rows the whole one.
+ROWS = {
+    "resnet_relu": ("defense=none,model=resnet", "arch"),
+    "resnet_brelu": ("defense=none,model=resnet,brelu=True", "arch"),
+    "cnn_brelu": ("defense=none,brelu=True", "arch"),
+    "cnn": ("defense=none", "full"),
+    "feature_squeezing": ("defense=feature_squeezing", "full"),
+    "label_smoothing": ("defense=label_smoothing", "full"),
+    "fgsm_at": ("defense=fgsm_at", "full"),
+    "vat": ("defense=vat", "full"),
+    "gda_relu": ("defense=gda", "full"),
+    "gda_brelu": ("defense=gda,brelu=True", "full"),
+}
+ARCH_ROWS = ["cnn", "cnn_brelu", "resnet_relu", "resnet_brelu"]   # Table 1's order (the paper's)
+TRANSFER_EPS = 0.1
+# Fig. 4's black-box curves: the attacks crafted on the source at each eps.
+BLACKBOX_CURVES = {
+    "fgsm": {"attack": "fgsm"},
+    "rfgsm_gauss": {"attack": "rand_fgsm", "alpha": 0.05, "random_init": "gaussian"},
+}
+
+
+def config_arg(name: str, a) -> str:
+    arg, kind = ROWS[name]
+    if kind == "full":
+        arg += f",source={os.path.join(a.out, SOURCE)}"
+    if a.no_jsma:
+        arg += ",jsma=False"
+    return arg
+
+
+def overrides(a, config) -> dict:
+    """The ``--config.<field>`` overrides of one row (applied to ``config`` too)."""
+    o = {}
+    if a.npz:
+        o["data.source"], o["data.path"] = "npz", a.npz
+    if not a.paper:
+        o["data.train_size"] = a.train
+        o["train.epochs"] = float(a.epochs)
+        o["train.steps"] = 0
+        o["eval.num_examples"] = a.eval
+        for label, spec in config.eval.attacks.items():
+            if spec.attack == "cw_l2":
+                o[f"eval.attacks.{label}.binary_search_steps"] = a.cw_search
+                o[f"eval.attacks.{label}.num_steps"] = a.cw_steps
+        for label, spec in config.eval.metrics.items():
+            if spec.metric == "transfer" and spec.attack.attack == "cw_l2":
+                o[f"eval.metrics.{label}.attack.binary_search_steps"] = a.cw_search
+                o[f"eval.metrics.{label}.attack.num_steps"] = a.cw_steps
+    return runs_lib.apply(config, o)
+
+
+def light_eval(config) -> dict:
+    """Table 1 / Fig. 3's evaluation for the architecture rows: FGSM at 0.1 and the FGSM curve, no metrics,
+    no diagnostics (their strong attacks belong to the defense rows)."""
+    spec = {"attack": "fgsm", "eps": TRANSFER_EPS}
+    config.eval.attacks = {"fgsm_0p1": spec}
+    config.eval.curves = {"fgsm": dict(config.eval.curves["fgsm"])}
+    config.eval.metrics = {}
+    config.eval.diagnostics.enabled = False
+    return {"eval.attacks": {"fgsm_0p1": spec}, "eval.curves": "fgsm only", "eval.metrics": {},
+            "eval.diagnostics.enabled": False}
+
+
+def _fmt(v, digits=3) -> str:
+    return "-" if v is None else f"{v:.{digits}f}"
+
+
+def tables(results: dict, matrix: dict | None, curves: dict | None) -> tuple[str, dict]:
+    """Markdown for Tables 1-4 and the strong attacks (paper's measure: accuracy on adversarial examples,
+    in %, for Tables 1 and 4; robust accuracy for the strong-attack table)."""
+    full = [n for n in results if ROWS[n][1] == "full"]
+    out, data = [], {}
+    if matrix is not None:
+        names = matrix["names"]
+        out += [f"**Table 1.** Accuracy (%) on FGSM eps {TRANSFER_EPS} examples crafted on the row's model and "
+                "tested on the column's (the diagonal is white-box).", "",
+                "| crafted on \\ tested on | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+        for name, row in zip(names, matrix["accuracy_on_adversarial"]):
+            out.append(f"| {name} | " + " | ".join(f"{100 * v:.2f}" for v in row) + " |")
+        out.append("")
+        data["table1"] = matrix
+
+    def metric(res, label, key="value"):
+        return res.get("metrics", {}).get(label, {}).get(key)
+
+    out += ["**Table 2** (white-box incremental minimal FGSM) and **Table 3** (local loss sensitivity).", "",
+            "| defense | clean acc. | not flipped within eps_max | robustness rho | training-set distance "
+            "(clean originals) | loss sensitivity |", "|---|---|---|---|---|---|"]
+    for n in full:
+        r = results[n]
+        flipped = metric(r, "empirical_robustness", "flipped")
+        out.append(f"| {n} | {100 * r['clean_accuracy']:.2f} | {_fmt(None if flipped is None else 100 * (1 - flipped), 2)}"
+                   f" | {_fmt(metric(r, 'empirical_robustness'))} | {_fmt(metric(r, 'train_distance'), 2)} "
+                   f"({_fmt(metric(r, 'train_distance', 'clean_value'), 2)}) | {_fmt(metric(r, 'loss_sensitivity'), 4)} |")
+    out.append("")
+
+    transfers = [k[len("transfer_"):] for k in (results[full[0]].get("metrics", {}) if full else {})
+                 if k.startswith("transfer_")]
+    out += [f"**Table 4.** Accuracy (%) on black-box examples crafted on the undefended ResNet ({SOURCE}).", "",
+            "| defense | " + " | ".join(transfers) + " |", "|---" * (len(transfers) + 1) + "|"]
+    for n in full:
+        out.append(f"| {n} | " + " | ".join(
+            _fmt(None if metric(results[n], 'transfer_' + t) is None else 100 * metric(results[n], 'transfer_' + t), 2)
+            for t in transfers) + " |")
+    out.append("")
+
+    cols = [("fgsm_0p3", "FGSM 0.3"), ("rfgsm_gauss_0p3", "R+FGSM 0.3 (paper)"), ("rfgsm_sign_0p3", "R+FGSM 0.3 (Tramer)"),
+            ("pgd40_0p3", "PGD-40 0.3"), ("pgd1000_0p3", "PGD-1000 0.3"), ("aa_0p3", "AutoAttack 0.3"),
+            ("pgd40_0p1", "PGD-40 0.1")]
+    out += ["**White-box, adaptive** (robust accuracy: correct on the clean and on the adversarial example; "
+            "C&W and DeepFool: median L2 of their successful perturbations).", "",
+            "| defense | clean | " + " | ".join(c for _, c in cols) + " | DeepFool median L2 | C&W median L2 | "
+            "C&W success | masking warnings |", "|---" * (len(cols) + 6) + "|"]
+    for n in full:
+        r = results[n]
+        a = r["attacks"]
+        cells = [_fmt(a.get(k, {}).get("robust_accuracy")) for k, _ in cols]
+        df, cw = a.get("deepfool100", {}), a.get("cw_l2_k2p3", {})
+        warnings = len(r.get("diagnostics", {}).get("warnings", []))
+        out.append(f"| {n} | {r['clean_accuracy']:.3f} | " + " | ".join(cells)
+                   + f" | {_fmt(df.get('median_l2'), 2)} | {_fmt(cw.get('median_l2'), 2)} | "
+                   f"{_fmt(cw.get('success_rate'))} | {warnings} |")
+    data["rows"] = {n: {"clean_accuracy": results[n]["clean_accuracy"],
+                        "attacks": {k: {kk: vv for kk, vv in v.items() if not isinstance(vv, (list, dict))}
+                                    for k, v in results[n]["attacks"].items()},
+                        "metrics": results[n].get("metrics", {}), "curves": results[n].get("curves", {})}
+                    for n in results}
+    if curves is not None:
+        data["blackbox_curves"] = curves
+    return "\n".join(out), data
+
+
+def plot(results: dict, curves: dict | None, out_dir: str) -> list[str]:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    for n in ARCH_ROWS:
+        if n in results and "fgsm" in results[n].get("curves", {}):
+            pts = results[n]["curves"]["fgsm"]["points"]
+            ax.plot([p["eps"] for p in pts], [p["accuracy_on_adversarial"] for p in pts], marker="o", label=n)
+    ax.set(xlabel="FGSM eps", ylabel="accuracy on adversarial examples", ylim=(0, 1),
+           title="Fig. 3: white-box FGSM, architectures")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    paths.append(os.path.join(out_dir, "fig3_architectures.png"))
+    fig.savefig(paths[-1], dpi=120)
+    plt.close(fig)
+
+    full = [n for n in results if ROWS[n][1] == "full"]
+    fig, axes = plt.subplots(2, 2, figsize=(10, 7), sharex=True, sharey=True)
+    for col, attack in enumerate(("fgsm", "rfgsm_gauss")):
+        for n in full:
+            c = results[n].get("curves", {}).get(attack)
+            if c:
+                axes[0, col].plot([p["eps"] for p in c["points"]], [p["accuracy_on_adversarial"] for p in c["points"]],
+                                  marker="o", ms=3, label=n)
+            if curves is not None and n in curves.get(attack, {}):
+                pts = curves[attack][n]
+                axes[1, col].plot([p["eps"] for p in pts], [p["accuracy_on_adversarial"] for p in pts],
+                                  marker="o", ms=3, label=n)
+        name = "FGSM" if attack == "fgsm" else "Random + FGSM (Gaussian, alpha 0.05)"
+        axes[0, col].set_title(f"white-box {name}")
+        axes[1, col].set_title(f"black-box {name}, crafted on {SOURCE}")
+    for ax in axes.flat:
+        ax.grid(alpha=0.3)
+        ax.set_ylim(0, 1)
+    for ax in axes[1]:
+        ax.set_xlabel("eps")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("accuracy on adversarial examples")
+    axes[0, 0].legend(fontsize=8)
+    fig.suptitle("Fig. 4: defenses on the paper's CNN, MNIST")
+    fig.tight_layout()
+    paths.append(os.path.join(out_dir, "fig4_defenses.png"))
+    fig.savefig(paths[-1], dpi=120)
+    plt.close(fig)
+    return paths
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--npz", default="", help="MNIST as an npz (else the config's tfds source)")
+    p.add_argument("--out", default="runs/zbr_mnist")
+    p.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
+    p.add_argument("--paper", action="store_true", help="the config's own settings, no budget overrides")
+    p.add_argument("--train", type=int, default=10000)
+    p.add_argument("--epochs", type=float, default=2)
+    p.add_argument("--eval", type=int, default=200)
+    p.add_argument("--cw_search", type=int, default=5)
+    p.add_argument("--cw_steps", type=int, default=200)
+    p.add_argument("--no_jsma", action="store_true")
+    p.add_argument("--print", action="store_true", help="print the main.py commands, run nothing")
+    a = p.parse_args()
+    rows = sorted(a.rows, key=list(ROWS).index)
+    if any(ROWS[n][1] == "full" for n in rows) and SOURCE not in rows and not os.path.exists(
+            os.path.join(a.out, SOURCE, "results.json")):
+        rows.insert(0, SOURCE)   # the black-box source must exist before a defense row is evaluated
+
+    plan = []
+    for name in rows:
+        arg = config_arg(name, a)
+        config = load_config(CONFIG, arg)
+        note = light_eval(config) if ROWS[name][1] == "arch" else None
+        o = overrides(a, config)
+        workdir = os.path.join(a.out, name)
+        plan.append((name, config, workdir))
+        print(runs_lib.main_command(CONFIG, arg, o, workdir)
+              + (f"  # plus {json.dumps(note)}" if note else ""), flush=True)
+    if a.print:
+        return
+
+    from robustjax.evaluate import compare, transfer
+
+    runs_lib.run_missing(plan)
+    results = {name: compare.load_run(w).results for name, _, w in plan}
+    full = [n for n, _, _ in plan if ROWS[n][1] == "full"]
+    if full:
+        compare.write([compare.load_run(w) for n, _, w in plan if n in full], os.path.join(a.out, "compare"),
+                      eps=[0.1, 0.3])
+    arch = [n for n in ARCH_ROWS if n in results]
+    n_eval = 0 if a.paper else a.eval
+    matrix = (transfer.transfer_matrix([os.path.join(a.out, n) for n in arch],
+                                       {"attack": "fgsm", "eps": TRANSFER_EPS}, num_examples=n_eval)
+              if len(arch) > 1 else None)
+    curves = None
+    if full:
+        grid = [e for e in plan[[n for n, _, _ in plan].index(full[0])][1].eval.curves["fgsm"]["eps_grid"] if e > 0]
+        curves = {k: transfer.transfer_curves(os.path.join(a.out, SOURCE), [os.path.join(a.out, n) for n in full],
+                                              spec, grid, num_examples=n_eval)
+                  for k, spec in BLACKBOX_CURVES.items()}
+        curves = {k: dict(zip(full, v["curves"])) for k, v in curves.items()}
+    md, data = tables(results, matrix, curves)
+    open(os.path.join(a.out, "tables.md"), "w").write(md + "\n")
+    with open(os.path.join(a.out, "tables.json"), "w") as f:
+        json.dump(data, f, indent=1)
+    for path in plot(results, curves, a.out):
+        print("wrote", path)
+    print(md)
+
+
+if __name__ == "__main__":
+    main()
