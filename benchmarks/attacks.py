@@ -184,23 +184,6 @@ def build_runners(b: common.Bundle, x: np.ndarray, y: np.ndarray, attack: str, b
     return {k: v for k, v in runners.items() if k in libs}, notes
 
 
-def interleaved(runners: dict, repeats: int, outputs: dict | None = None) -> dict[str, tuple[float, list[float]]]:
-    """Warm-up every runner once, then ``repeats`` round-robin timed calls; returns lib -> (median, all).
-
-    ``outputs``, when given, receives each runner's warm-up result (the adversarial batch)."""
-    times = {k: [] for k in runners}
-    for k, fn in runners.items():
-        out = fn()
-        if outputs is not None:
-            outputs[k] = out
-    for _ in range(repeats):
-        for k, fn in runners.items():
-            t0 = time.perf_counter()
-            fn()
-            times[k].append(time.perf_counter() - t0)
-    return {k: (float(np.median(v)), v) for k, v in times.items()}
-
-
 def robust_accuracy(b: common.Bundle, x_adv, y: np.ndarray) -> float:
     """Accuracy of the JAX model on one library's adversarial batch (a jax array, or an NCHW torch tensor)."""
     if hasattr(x_adv, "detach"):
@@ -217,11 +200,9 @@ def loop_overhead(b: common.Bundle, x, y, k: int, repeats: int) -> dict:
     grad = xla.jit(lambda p, xx, yy: attacks.input_gradient(b.logits_fn(p), "ce")(xx, yy))
     pgd = xla.jit(lambda p, xx, yy, kk: attacks.pgd(b.logits_fn(p), xx, yy, kk, eps=eps, step_size=step,
                                                      num_steps=k, random_start=True))
-    res = interleaved({
-        "grad": lambda: jax.block_until_ready(grad(b.params, xj, yj)),
-        "pgd": lambda: jax.block_until_ready(pgd(b.params, xj, yj, key)),
-    }, repeats)
-    g, p = res["grad"][0], res["pgd"][0]
+    res = common.interleaved({"grad": lambda: grad(b.params, xj, yj), "pgd": lambda: pgd(b.params, xj, yj, key)},
+                             repeats)
+    g, p = res["grad"].median, res["pgd"].median
     return {"grad_ms": 1e3 * g, "pgd_s": p, "ratio": p / (k * g)}
 
 
@@ -268,9 +249,9 @@ def main(argv=None):
                                            aa_full=mname in args.aa_full_models.split(","))
             reps = args.aa_repeats if attack == "autoattack" else args.repeats
             outs = {}
-            res = interleaved(runners, reps, outs)
+            res = common.interleaved(runners, reps, outs)
             accs = {lib: robust_accuracy(b, out, y) for lib, out in outs.items()}
-            ips = {lib: args.batch / t for lib, (t, _) in res.items()}
+            ips = {lib: args.batch / t.median for lib, t in res.items()}
             line = (f"{mname} {attack}: " + ", ".join(f"{lib} {v:.1f} img/s (robust acc {accs[lib]:.3f})"
                                                      for lib, v in ips.items())
                     + (f" ({notes})" if notes else "") + f"  [load {common.loadavg()}]")

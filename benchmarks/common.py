@@ -350,19 +350,39 @@ def accuracy(b: Bundle, x: np.ndarray, y: np.ndarray, batch: int = 500) -> float
 # ----------------------------------------------------------------------------------------------------------
 
 
-def time_median(fn: Callable[[], Any], repeats: int, warmup: int = 1) -> tuple[float, list[float]]:
-    """Median wall time of ``fn()`` over ``repeats`` calls after ``warmup`` untimed calls.
+@dataclasses.dataclass
+class Timing:
+    """One runner's times from :func:`interleaved`, in seconds."""
 
-    ``fn`` must block until its result is ready (``jax.block_until_ready`` / a numpy conversion).
+    first: float          # the warm-up call (compilation included)
+    times: list[float]    # the timed calls
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.times)
+
+
+def interleaved(runners: dict[Any, Callable[[], Any]], repeats: int, outputs: dict | None = None) -> dict[Any, Timing]:
+    """One warm-up call of each runner, then ``repeats`` rounds that call and time every runner once.
+
+    Round-robin rather than one runner after another, so that load from other processes on a shared
+    machine spreads evenly over the runners being compared. Every call is waited for
+    (``jax.block_until_ready`` on its result; torch and numpy results are ready on return). ``outputs``,
+    when given, receives each runner's warm-up result (e.g. the adversarial batch, to score it).
     """
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
+    first, times = {}, {k: [] for k in runners}
+    for k, fn in runners.items():
         t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), times
+        out = jax.block_until_ready(fn())
+        first[k] = time.perf_counter() - t0
+        if outputs is not None:
+            outputs[k] = out
+    for _ in range(repeats):
+        for k, fn in runners.items():
+            t0 = time.perf_counter()
+            jax.block_until_ready(fn())
+            times[k].append(time.perf_counter() - t0)
+    return {k: Timing(first[k], times[k]) for k in runners}
 
 
 def loadavg() -> str:

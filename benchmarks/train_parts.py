@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 
 import numpy as np
 
@@ -41,16 +40,9 @@ CONVS = {
 }
 
 
-def interleaved(runs: dict, repeats: int) -> dict[str, float]:
-    for fn in runs.values():
-        fn()
-    times = {k: [] for k in runs}
-    for _ in range(repeats):
-        for k, fn in runs.items():
-            t0 = time.perf_counter()
-            fn()
-            times[k].append(time.perf_counter() - t0)
-    return {k: 1e3 * float(np.median(v)) for k, v in times.items()}
+def interleaved_ms(runs: dict, repeats: int) -> dict[str, float]:
+    """Median milliseconds per runner (``common.interleaved``)."""
+    return {k: 1e3 * t.median for k, t in common.interleaved(runs, repeats).items()}
 
 
 def step_parts(name: str, repeats: int) -> dict[str, float]:
@@ -98,7 +90,7 @@ def step_parts(name: str, repeats: int) -> dict[str, float]:
         topt.step()
 
     runs.update({"torch forward": t_forward, "torch forward + backward": t_backward, "torch Adam step": t_step})
-    return interleaved(runs, repeats)
+    return interleaved_ms(runs, repeats)
 
 
 def conv_parts(shapes, repeats: int) -> list[list]:
@@ -120,7 +112,7 @@ def conv_parts(shapes, repeats: int) -> list[list]:
             for jit_name, jit in (("jax.jit", jax.jit), ("xla.jit", xla.jit)):
                 f = jit(fn)
                 runs[(part, jit_name)] = lambda f=f: jax.block_until_ready(f(x, w, ct))
-        ms = interleaved(runs, repeats)
+        ms = interleaved_ms(runs, repeats)
         for part in fns:
             rows.append([label, part, f"{ms[(part, 'jax.jit')]:.2f}", f"{ms[(part, 'xla.jit')]:.2f}"])
     return rows

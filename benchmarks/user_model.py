@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 
 import numpy as np
 
@@ -93,13 +92,7 @@ def main(argv=None):
     b = common.load("lenet")
     x, y = common.load_test(b.data, args.batch)
     runs = runners(b, x, y, args.steps)
-    times = {k: [] for k in runs}
-    for _ in range(args.repeats):
-        for k, fn in runs.items():
-            t0 = time.perf_counter()
-            fn()
-            times[k].append(time.perf_counter() - t0)
-    ips = {k: args.batch / float(np.median(v)) for k, v in times.items()}
+    ips = {k: args.batch / t.median for k, t in common.interleaved(runs, args.repeats).items()}
     ta = ips["torchattacks PGD (PyTorch twin)"]
     table = common.md_table(["row", "img/s", "/ torchattacks"],
                             [[k, f"{v:.1f}", f"{v / ta:.2f}"] for k, v in ips.items()])
