@@ -284,7 +284,7 @@ def main(argv=None):
     import foolbox as fb
     import torchattacks
 
-    torch = common._torch()
+    common._torch()  # sets the torch thread count the peers run with
     b = common.load_lenet()
     x, y = common.load_test(common.MNIST, args.n)
     correct_j = predict(b, x, "jax") == y

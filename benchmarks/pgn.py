@@ -291,8 +291,6 @@ def summarize(name, clean, correct, norms):
 
 def evaluate_white_box(ev, variables, x, y, a, curve_only=False):
     """The white-box columns (and AutoAttack) of one classifier; ``curve_only``: C&W on the curve images."""
-    import numpy as np
-
     out = {}
     if curve_only:
         xs, ys = x[:a.curve_eval], y[:a.curve_eval]

@@ -306,7 +306,7 @@ def test_gda_copies_have_the_configured_count_and_sigma():
 
 def test_gda_step_is_cross_entropy_over_the_clean_rows_and_their_copies(built):
     t = built("gda", copies=4, sigma=0.1)
-    x, y = t.batch["image"], t.batch["label"]
+    x = t.batch["image"]
     key = jax.random.PRNGKey(1)
     k_aug = jax.random.split(key, 3)[0]  # the skeleton draws the augmentation key first
     aug = jax.jit(gda.augment_fn(copies=4, sigma=0.1, keep_clean=True, bounds=INFO.bounds))(k_aug, t.batch)

@@ -16,7 +16,7 @@ import optax
 import pytest
 
 from robustjax import defenses, experiment, models
-from robustjax.defenses import base, fields, supervised
+from robustjax.defenses import fields, supervised
 from robustjax.defenses.base import Defense, Detector, Phase, bpda, eval_logits_fn
 from tests.test_config import load_config
 

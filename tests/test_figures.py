@@ -245,7 +245,7 @@ def test_atgan_exposes_its_generator_as_reconstruct():
     assert out.shape == batch["image"].shape
     assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
     # D_c(G(x)) is the classifier: reconstruct is the G inside it.
-    g, disc = state["generator"], state["discriminator"]
+    disc = state["discriminator"]
     from robustjax.defenses.base import eval_variables
     logits = disc.apply_fn(eval_variables(disc), out, train=False)[0]
     np.testing.assert_allclose(logits, d.classifier(state)(batch["image"]), atol=1e-5)

@@ -16,7 +16,6 @@ from robustjax import experiment, models
 from robustjax.config import base_config, optimizer
 from robustjax.data.core import DataInfo
 from robustjax.defenses import gandef, supervised
-from robustjax.defenses.base import cross_entropy
 from robustjax.evaluate import specs
 from robustjax.models.discriminators import LogitDiscriminator
 from tests.conftest import real_data

@@ -18,7 +18,7 @@ import pytest
 
 from robustjax import errors, experiment
 from robustjax.config import base_config
-from robustjax.defenses.base import Defense, Phase
+from robustjax.defenses.base import Phase
 from robustjax.train import loop
 
 

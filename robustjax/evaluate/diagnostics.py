@@ -64,7 +64,6 @@ from __future__ import annotations
 
 import inspect
 import math
-from typing import Any
 
 import jax
 import jax.numpy as jnp

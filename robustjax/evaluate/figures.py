@@ -764,7 +764,7 @@ def draw_samples(data: Mapping[str, np.ndarray], path: str) -> str | None:
     plt = _plt()
     blocks = []
     if "x" in data:
-        y, pred = data["labels"], data["pred"]
+        pred = data["pred"]
         blocks += [("clean x", data["x"], pred[0]), ("G(x)", data["gx"], None),
                    (f"x_adv ({data['attack']})", data["x_adv"], pred[1]), ("G(x_adv)", data["gx_adv"], None)]
     if "samples" in data:
