@@ -52,15 +52,19 @@ ROWS = {
     "resnet_brelu": ("defense=none,model=resnet,brelu=True", "arch"),
     "cnn_brelu": ("defense=none,brelu=True", "arch"),
     "cnn": ("defense=none", "full"),
-    "feature_squeezing": ("defense=feature_squeezing", "full"),
-    "label_smoothing": ("defense=label_smoothing", "full"),
-    "fgsm_at": ("defense=fgsm_at", "full"),
-    "vat": ("defense=vat", "full"),
     "gda_relu": ("defense=gda", "full"),
     "gda_brelu": ("defense=gda,brelu=True", "full"),
+    "vat": ("defense=vat", "full"),
+    "feature_squeezing": ("defense=feature_squeezing", "full"),
+    "fgsm_at": ("defense=fgsm_at", "full"),
+    "label_smoothing": ("defense=label_smoothing", "full"),
 }
+# (Run in this order: the paper's defense first after the undefended CNN, so a run cut short still has it.)
 ARCH_ROWS = ["cnn", "cnn_brelu", "resnet_relu", "resnet_brelu"]   # Table 1's order (the paper's)
+DEFENSE_ROWS = ["cnn", "feature_squeezing", "label_smoothing", "fgsm_at", "vat", "gda_relu", "gda_brelu"]  # Tables 2-4
 TRANSFER_EPS = 0.1
+TABLE4_ORDER = ["fgsm_0p1", "rfgsm_gauss_0p1", "deepfool100", "jsma", "cw_l2_k2p3"]   # the paper's columns
+MARKERS = "osv^Dxp"                 # one per defense row, so that overlapping curves stay apart
 # Fig. 4's black-box curves: the attacks crafted on the source at each eps.
 BLACKBOX_CURVES = {
     "fgsm": {"attack": "fgsm"},
@@ -117,7 +121,7 @@ def _fmt(v, digits=3) -> str:
 def tables(results: dict, matrix: dict | None, curves: dict | None) -> tuple[str, dict]:
     """Markdown for Tables 1-4 and the strong attacks (paper's measure: accuracy on adversarial examples,
     in %, for Tables 1 and 4; robust accuracy for the strong-attack table)."""
-    full = [n for n in results if ROWS[n][1] == "full"]
+    full = [n for n in DEFENSE_ROWS if n in results]
     out, data = [], {}
     if matrix is not None:
         names = matrix["names"]
@@ -143,8 +147,8 @@ def tables(results: dict, matrix: dict | None, curves: dict | None) -> tuple[str
                    f"({_fmt(metric(r, 'train_distance', 'clean_value'), 2)}) | {_fmt(metric(r, 'loss_sensitivity'), 4)} |")
     out.append("")
 
-    transfers = [k[len("transfer_"):] for k in (results[full[0]].get("metrics", {}) if full else {})
-                 if k.startswith("transfer_")]
+    present = {k[len("transfer_"):] for n in full for k in results[n].get("metrics", {}) if k.startswith("transfer_")}
+    transfers = sorted(present, key=lambda t: (TABLE4_ORDER.index(t) if t in TABLE4_ORDER else len(TABLE4_ORDER), t))
     out += [f"**Table 4.** Accuracy (%) on black-box examples crafted on the undefended ResNet ({SOURCE}).", "",
             "| defense | " + " | ".join(transfers) + " |", "|---" * (len(transfers) + 1) + "|"]
     for n in full:
@@ -199,21 +203,21 @@ def plot(results: dict, curves: dict | None, out_dir: str) -> list[str]:
     fig.savefig(paths[-1], dpi=120)
     plt.close(fig)
 
-    full = [n for n in results if ROWS[n][1] == "full"]
+    full = [n for n in DEFENSE_ROWS if n in results]
     fig, axes = plt.subplots(2, 2, figsize=(10, 7), sharex=True, sharey=True)
     for col, attack in enumerate(("fgsm", "rfgsm_gauss")):
         for n in full:
             c = results[n].get("curves", {}).get(attack)
             if c:
                 axes[0, col].plot([p["eps"] for p in c["points"]], [p["accuracy_on_adversarial"] for p in c["points"]],
-                                  marker="o", ms=3, label=n)
+                                  marker=MARKERS[DEFENSE_ROWS.index(n)], ms=4, label=n)
             if curves is not None and n in curves.get(attack, {}):
                 pts = curves[attack][n]
                 axes[1, col].plot([p["eps"] for p in pts], [p["accuracy_on_adversarial"] for p in pts],
-                                  marker="o", ms=3, label=n)
-        name = "FGSM" if attack == "fgsm" else "Random + FGSM (Gaussian, alpha 0.05)"
-        axes[0, col].set_title(f"white-box {name}")
-        axes[1, col].set_title(f"black-box {name}, crafted on {SOURCE}")
+                                  marker=MARKERS[DEFENSE_ROWS.index(n)], ms=4, label=n)
+        name = "FGSM" if attack == "fgsm" else "R+FGSM (Gaussian, alpha 0.05)"
+        axes[0, col].set_title(f"white-box {name}", fontsize=10)
+        axes[1, col].set_title(f"black-box {name} from {SOURCE}", fontsize=10)
     for ax in axes.flat:
         ax.grid(alpha=0.3)
         ax.set_ylim(0, 1)
