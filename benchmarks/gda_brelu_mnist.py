@@ -28,7 +28,7 @@ x ``--cw_steps`` for C&W (white-box and transferred; the authors' 9 x 10,000, th
 
 Written into ``--out``: ``compare/`` (``robustjax.report`` over the rows), ``tables.md`` (Tables 1-4 and
 the strong-attack table), ``tables.json``, ``fig3_architectures.png`` and ``fig4_defenses.png`` (white-box
-and black-box accuracy against eps, FGSM and the paper's Random + FGSM).
+and black-box accuracy against eps, FGSM and the paper's Random + FGSM; PGD-40 beside white-box FGSM).
 """
 
 from __future__ import annotations
@@ -209,14 +209,20 @@ def plot(results: dict, curves: dict | None, out_dir: str) -> list[str]:
         for n in full:
             c = results[n].get("curves", {}).get(attack)
             if c:
-                axes[0, col].plot([p["eps"] for p in c["points"]], [p["accuracy_on_adversarial"] for p in c["points"]],
-                                  marker=MARKERS[DEFENSE_ROWS.index(n)], ms=4, label=n)
+                line, = axes[0, col].plot([p["eps"] for p in c["points"]],
+                                          [p["accuracy_on_adversarial"] for p in c["points"]],
+                                          marker=MARKERS[DEFENSE_ROWS.index(n)], ms=4, label=n)
+                pgd = results[n].get("curves", {}).get("pgd40")
+                if attack == "fgsm" and pgd:   # the iterative attack beside the one-step one, same colour
+                    axes[0, col].plot([p["eps"] for p in pgd["points"]], [p["accuracy_on_adversarial"] for p in pgd["points"]],
+                                      ls="--", color=line.get_color(), marker=MARKERS[DEFENSE_ROWS.index(n)], ms=3)
             if curves is not None and n in curves.get(attack, {}):
                 pts = curves[attack][n]
                 axes[1, col].plot([p["eps"] for p in pts], [p["accuracy_on_adversarial"] for p in pts],
                                   marker=MARKERS[DEFENSE_ROWS.index(n)], ms=4, label=n)
         name = "FGSM" if attack == "fgsm" else "R+FGSM (Gaussian, alpha 0.05)"
-        axes[0, col].set_title(f"white-box {name}", fontsize=10)
+        axes[0, col].set_title(f"white-box {name}" + (" (solid) and PGD-40 (dashed)" if attack == "fgsm" else ""),
+                               fontsize=10)
         axes[1, col].set_title(f"black-box {name} from {SOURCE}", fontsize=10)
     for ax in axes.flat:
         ax.grid(alpha=0.3)
