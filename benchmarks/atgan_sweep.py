@@ -91,14 +91,8 @@ def finished_runs(out: str) -> list[str]:
 
 def overrides(a, run: dict, config, out: str) -> dict:
     """``--config.<field>`` overrides of one run (applied to ``config`` too)."""
-    o = {}
-    if a.npz:
-        o["data.source"], o["data.path"] = "npz", a.npz
+    o = runs_lib.budget_overrides(a)
     if not a.paper:
-        o["data.train_size"] = a.train
-        o["train.epochs"] = float(a.epochs)
-        o["train.steps"] = 0
-        o["eval.num_examples"] = a.eval
         attack = config.defense.get("attack")
         if attack is not None and float(attack.get("eps", 0.0)) > 0 and run["eps_t"] > 0:
             eps = float(attack.eps)

@@ -59,14 +59,8 @@ CW_RADII = [1.5, 2.0]
 
 def overrides(a, config) -> dict:
     """The ``--config.<field>`` overrides of one row (applied to ``config`` too)."""
-    o = {}
-    if a.npz:
-        o["data.source"], o["data.path"] = "npz", a.npz
+    o = runs_lib.budget_overrides(a)
     if not a.paper:
-        o["data.train_size"] = a.train
-        o["train.epochs"] = float(a.epochs)
-        o["train.steps"] = 0
-        o["eval.num_examples"] = a.eval
         d = config.defense
         attack = d.get("attack")
         if attack is not None and attack.get("attack") == "pgd" and float(attack.get("eps", 0.0)) > 0:

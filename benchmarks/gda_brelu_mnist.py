@@ -83,14 +83,8 @@ def config_arg(name: str, a) -> str:
 
 def overrides(a, config) -> dict:
     """The ``--config.<field>`` overrides of one row (applied to ``config`` too)."""
-    o = {}
-    if a.npz:
-        o["data.source"], o["data.path"] = "npz", a.npz
+    o = runs_lib.budget_overrides(a)
     if not a.paper:
-        o["data.train_size"] = a.train
-        o["train.epochs"] = float(a.epochs)
-        o["train.steps"] = 0
-        o["eval.num_examples"] = a.eval
         for label, spec in config.eval.attacks.items():
             if spec.attack == "cw_l2":
                 o[f"eval.attacks.{label}.binary_search_steps"] = a.cw_search

@@ -35,6 +35,20 @@ def apply(config, overrides: dict[str, Any]) -> dict[str, Any]:
     return overrides
 
 
+def budget_overrides(a) -> dict[str, Any]:
+    """The overrides every results script shares: ``--npz`` as the data source and, unless ``--paper``, the
+    ``--train`` / ``--epochs`` / ``--eval`` budget (epochs decide the steps). ``a``: the parsed arguments."""
+    o: dict[str, Any] = {}
+    if a.npz:
+        o["data.source"], o["data.path"] = "npz", a.npz
+    if not a.paper:
+        o["data.train_size"] = a.train
+        o["train.epochs"] = float(a.epochs)
+        o["train.steps"] = 0
+        o["eval.num_examples"] = a.eval
+    return o
+
+
 def main_command(name: str, arg: str | None, overrides: dict[str, Any], workdir: str) -> str:
     """The ``main.py`` command line that trains and evaluates the same config in ``workdir``."""
     parts = ["python", "main.py", f"--config=configs/{name}.py" + (f":{arg}" if arg else "")]

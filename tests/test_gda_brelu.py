@@ -127,14 +127,9 @@ def test_gda_brelu_cnn_learns_real_mnist(mnist_npz, tmp_path):
 
 
 def _bench():
-    import importlib.util
-    import os
+    from benchmarks import gda_brelu_mnist
 
-    spec = importlib.util.spec_from_file_location("gda_brelu_mnist_bench", os.path.join(
-        os.path.dirname(__file__), "..", "benchmarks", "gda_brelu_mnist.py"))
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    return bench
+    return gda_brelu_mnist
 
 
 def test_tables_script_gives_every_row_the_same_budget_and_the_resnet_as_black_box_source(tmp_path):
