@@ -39,7 +39,8 @@ def runs(tmp_path_factory):
     a = str(tmp_path_factory.mktemp("run_a"))
     b = str(tmp_path_factory.mktemp("run_b"))
     ra = experiment.run(_toy(0, [32]), a)
-    rb = experiment.run(_toy(1, [16, 16], t={"metric": "transfer", "source": a, "attack": dict(FGSM)},
+    rb = experiment.run(_toy(1, [16, 16], t={"metric": "transfer", "source": a, "attack": dict(FGSM),
+                                             "eps_grid": [0.1, 0.3]},
                              s={"metric": "transfer", "source": "standard", "model": {"name": "mlp", "hidden": [32]},
                                 "steps": 200, "batch_size": 64, "learning_rate": 1e-2,
                                 "attack": {"attack": "fgsm", "eps": 0.2}}), b)
@@ -94,6 +95,50 @@ def test_transfer_metric_from_a_run_is_that_column_of_the_matrix(runs, table):
     assert t["accuracy_on_adversarial"] == t["value"] == pytest.approx(table["accuracy_on_adversarial"][0][1])
     assert t["robust_accuracy"] == pytest.approx(table["robust_accuracy"][0][1])
     assert t["source_accuracy_on_adversarial"] == pytest.approx(table["accuracy_on_adversarial"][0][0])
+
+
+def test_transfer_metric_eps_grid_is_a_black_box_curve_in_the_report(runs):
+    (a, _), (b, rb) = runs
+    t = rb["metrics"]["t"]
+    curves = transfer.transfer_curves(a, [b], {"attack": "fgsm"}, [0.1, 0.3], num_examples=64)
+    assert [p["eps"] for p in t["curve"]] == [0.1, 0.3]
+    for got, want, src in zip(t["curve"], curves["curves"][0], curves["source_accuracy_on_adversarial"]):
+        assert got["accuracy_on_adversarial"] == pytest.approx(want["accuracy_on_adversarial"])
+        assert got["robust_accuracy"] == pytest.approx(want["robust_accuracy"])
+        assert got["source_accuracy_on_adversarial"] == pytest.approx(src)
+    assert t["curve"][0]["accuracy_on_adversarial"] == pytest.approx(t["value"])   # the grid point at the spec's eps
+    # the curve joins the white-box ones: results.json, the report's curve table and curves.png
+    c = rb["curves"]["t"]
+    assert c["black_box"] and c["source"] == a and c["norm"] == "linf"
+    assert c["attack"] == f"fgsm, black-box from {os.path.basename(a)}"
+    assert [p["accuracy_on_adversarial"] for p in c["points"]] == [p["accuracy_on_adversarial"] for p in t["curve"]]
+    saved = json.load(open(os.path.join(b, "results.json")))
+    assert saved["curves"]["t"]["points"] == c["points"]
+    report = open(os.path.join(b, "report.md")).read()
+    assert f"**t** (fgsm, black-box from {os.path.basename(a)}, linf)" in report
+    assert "s" not in rb["curves"]   # a transfer metric without eps_grid draws no curve
+
+
+def test_transfer_metric_eps_grid_errors(runs):
+    from robustjax.evaluate import specs
+
+    (a, _), _ = runs
+    cfg = _toy(0, [8]).eval
+    cfg.metrics = {"t": {"metric": "transfer", "source": a, "attack": {"attack": "deepfool"}, "eps_grid": [0.1]}}
+    with pytest.raises(ValueError, match=r"metrics\.t\.eps_grid: 'deepfool' is a minimal-perturbation attack"):
+        specs.resolve_metrics(cfg)
+    cfg.metrics = {"t": {"metric": "transfer", "source": a, "attack": dict(FGSM), "eps_grid": [0.1, -0.2]}}
+    with pytest.raises(ValueError, match=r"metrics\.t\.eps_grid\[1\]: must be a finite number > 0"):
+        specs.resolve_metrics(cfg)
+    cfg.curves = {"t": {"attack": "fgsm", "eps_grid": [0.1]}}
+    cfg.metrics = {"t": {"metric": "transfer", "source": a, "attack": dict(FGSM), "eps_grid": [0.1]}}
+    with pytest.raises(ValueError, match="the label 't', which config.eval.curves already uses"):
+        specs.resolve_metrics(cfg)
+    cfg.metrics = {"t": {"metric": "transfer", "source": a, "eps_grid": [0.05, 0.3],
+                         "attack": {"attack": "pgd", "eps": 0.1, "num_steps": 5, "step_size": 0.01}}}
+    cfg.curves = {}
+    with pytest.raises(ValueError, match=r"metrics\.t\.attack\.step_size: a fixed step on a curve"):
+        specs.resolve_metrics(cfg)
 
 
 def test_transfer_metric_from_a_standard_model_trained_on_the_spot(runs):

@@ -526,7 +526,8 @@ def draw_curves(results: Mapping, path: str) -> str | None:
     for i, (label, curve) in enumerate(curves.items()):
         eps = [p["eps"] for p in curve["points"]]
         color = colors(i % 10)
-        ax.plot(eps, [p["robust_accuracy"] for p in curve["points"]], marker="o", color=color, lw=1.8,
+        ax.plot(eps, [p["robust_accuracy"] for p in curve["points"]], marker="^" if curve.get("black_box") else "o",
+                color=color, lw=1.8,
                 label=f"{label} ({curve['attack']}, {curve['norm']}): robust accuracy")
         adv = [p.get("accuracy_on_adversarial") for p in curve["points"]]
         if all(a is not None for a in adv):

@@ -55,8 +55,13 @@ GAN" (BCGAN), Eq. 9-10, Sec. 4.2)
     trained here on ``train_ds``. Keys: ``robust_accuracy``, ``accuracy_on_adversarial`` (``value``),
     ``source_accuracy_on_adversarial`` (the white-box accuracy of the surrogate on its own examples: the
     attack did work there), ``source_clean_accuracy`` (the surrogate did learn the task), ``attack``,
-    ``norm``, ``eps``, ``source``. The cross-run table (Zantedeschi's
-    Table 1) is :func:`robustjax.evaluate.transfer.transfer_matrix`.
+    ``norm``, ``eps``, ``source``. With an ``eps_grid`` the same attack also runs at each radius of the grid
+    (the black-box half of Zantedeschi's Figs. 4-5): ``curve`` holds a point per radius with both accuracies
+    and the source's, and the suite adds it to ``results["curves"]`` under the metric's label (marked
+    ``black_box``), so the report's curve table and figure and the cross-run comparison draw it beside the
+    white-box curves. The cross-run table (Zantedeschi's Table 1) is
+    :func:`robustjax.evaluate.transfer.transfer_matrix`; curves for several targets at once,
+    :func:`robustjax.evaluate.transfer.transfer_curves`.
 
 Minimal-perturbation statistics (``mean_l2`` = the rho of "Adversarial Training with Perturbation Generator
 Networks" (PGN), Eq. 6, rho_cw for C&W; accuracy at radii) are per attack: see
@@ -81,6 +86,7 @@ input is judged by the classifier), in ``results["detector"]``:
 
 from __future__ import annotations
 
+import os
 from typing import Any, Mapping
 
 import jax
@@ -417,6 +423,22 @@ def run(session, metrics: Mapping[str, Any], key) -> dict:
         value = result.get("value")
         shown = f"{value:.4f}" if isinstance(value, float) else value
         print(f"[robustjax] metric {label} ({spec.name}): {shown}", flush=True)
+    return out
+
+
+def black_box_curves(results: Mapping[str, dict]) -> dict:
+    """The curves of the ``transfer`` metrics that have an ``eps_grid``, in the suite's curve format
+    (``{label: {"attack", "norm", "points", "black_box": True, "source"}}``), so that the report, its figure and the
+    cross-run comparison draw them beside the white-box curves. A black-box point has no budget check of its own
+    (the source's attack is the suite's), hence no ``budget_violations``."""
+    out = {}
+    for label, r in results.items():
+        if r.get("metric") == "transfer" and r.get("curve"):
+            source = "a standard model" if r["source"] == "standard" else os.path.basename(os.path.normpath(r["source"]))
+            out[label] = {"attack": f"{r['attack']}, black-box from {source}", "norm": r["norm"],
+                          "points": [{"eps": p["eps"], "robust_accuracy": p["robust_accuracy"],
+                                      "accuracy_on_adversarial": p["accuracy_on_adversarial"]} for p in r["curve"]],
+                          "black_box": True, "source": r["source"]}
     return out
 
 

@@ -238,6 +238,10 @@ METRIC_FIELDS: dict[str, dict[str, F.Field]] = {
         "batch_size": F.Field(128, F.integer(1), "source='standard': batch size"),
         "learning_rate": F.Field(1e-3, F.number(0.0, lo_open=True), "source='standard': Adam learning rate"),
         "seed": F.Field(0, F.integer(0), "source='standard': initialisation and data order"),
+        "eps_grid": F.Field([], lambda v, path: _numbers(v, path, "radii > 0", "[0.05, 0.1, 0.2, 0.3]",
+                                                          positive=True, allow_empty=True),
+                            "also the black-box curve: the attack at each radius, drawn with the robustness "
+                            "curves under the metric's label ([]: the attack's own eps only)"),
     },
 }
 
@@ -255,6 +259,7 @@ def resolve_metrics(eval_cfg: Any) -> dict[str, MetricSpec]:
     """Checks ``config.eval.metrics``; returns ``{label: MetricSpec}`` (sorted by label)."""
     out = {}
     attack_labels = set(_plain(eval_cfg.get("attacks", {}) or {}))
+    curve_labels = set(_plain(eval_cfg.get("curves", {}) or {}))
     for label, entry in sorted(_plain(eval_cfg.get("metrics", {}) or {}).items()):
         where = f"config.eval.metrics.{label}"
         entry = F.plain(entry)
@@ -269,6 +274,15 @@ def resolve_metrics(eval_cfg: Any) -> dict[str, MetricSpec]:
         if name == "train_distance" and params["attack"] != "minimal_fgsm" and params["attack"] not in attack_labels:
             raise ValueError(f"{where}.attack: {params['attack']!r} is neither 'minimal_fgsm' nor a label of "
                              f"config.eval.attacks ({sorted(attack_labels)}){F.suggest(params['attack'], attack_labels)}")
+        if name == "transfer" and params["eps_grid"]:
+            atk = attacks_lib.resolve(params["attack"], where=f"{where}.attack")
+            if not atk.budget:
+                raise ValueError(f"{where}.eps_grid: {atk.name!r} is a minimal-perturbation attack with no radius "
+                                 "to sweep; give a budget attack (fgsm, pgd, ...) or drop eps_grid")
+            _check_curve_step(dict(params["attack"]), params["eps_grid"], f"{where}.attack")
+            if label in curve_labels:
+                raise ValueError(f"{where}.eps_grid: its black-box curve is drawn under the label {label!r}, which "
+                                 "config.eval.curves already uses; rename the metric or the curve")
         out[label] = MetricSpec(name, params, where)
     return out
 

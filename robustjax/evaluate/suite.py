@@ -355,6 +355,7 @@ def evaluate(
         if plan.metrics:
             progress.stage("metrics")
             results["metrics"] = metrics_lib.run(session, plan.metrics, jax.random.fold_in(key, METRIC_KEYS))
+            results["curves"].update(metrics_lib.black_box_curves(results["metrics"]))
         if target.detector is not None:
             results["detector"].update(metrics_lib.detector_curves(session, plan.detector))
         if plan.diagnostics["enabled"]:

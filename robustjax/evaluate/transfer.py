@@ -152,14 +152,26 @@ def transfer_metric(session, params: Mapping[str, Any], key) -> dict:
         source = Target.of(defense)
     src = Session(source, source_state, session.ds, session.batch_size, k_src, session.bounds)
     src.run_clean(jax.random.fold_in(k_src, 1))
-    x_adv, source_correct = _craft(src, atk, k_attack, m)
-    correct = _predict_correct(session, x_adv, k_pred)
-    return {"value": float(correct.mean()), "accuracy_on_adversarial": float(correct.mean()),
-            "robust_accuracy": float((session.clean_correct[:m] & correct).mean()),
-            "source_accuracy_on_adversarial": float(source_correct.mean()),
-            "source_clean_accuracy": float(src.clean_correct[:m].mean()), "attack": atk.name, "norm": atk.norm,
-            "eps": None if atk.eps is None else float(atk.eps), "source": params["source"], "num_examples": m}
 
+    def score(a, k):
+        x_adv, source_correct = _craft(src, a, k, m)
+        correct = _predict_correct(session, x_adv, k_pred)
+        return {"accuracy_on_adversarial": float(correct.mean()),
+                "robust_accuracy": float((session.clean_correct[:m] & correct).mean()),
+                "source_accuracy_on_adversarial": float(source_correct.mean())}
+
+    point = score(atk, k_attack)
+    out = {"value": point["accuracy_on_adversarial"], **point,
+           "source_clean_accuracy": float(src.clean_correct[:m].mean()), "attack": atk.name, "norm": atk.norm,
+           "eps": None if atk.eps is None else float(atk.eps), "source": params["source"], "num_examples": m}
+    if params.get("eps_grid"):
+        # The headline's key at every radius, as the suite's curves use one key per curve: a grid point at
+        # the attack's own eps repeats the headline value.
+        out["curve"] = [{"eps": float(e), **score(attacks_lib.resolve({**atk.spec, "eps": float(e)},
+                                                                      where="config.eval.metrics.transfer.attack"),
+                                                  k_attack)}
+                        for e in params["eps_grid"]]
+    return out
 
 
 def _sessions(run_dirs: Sequence[str], test_ds, info, bounds, num_examples: int, batch_size: int, key, caller: str):
