@@ -536,13 +536,10 @@ def test_baseline_configs_are_the_discriminator_body_with_atgans_budget_and_atta
 def test_sweep_script_plans_the_papers_runs_with_the_plain_cnn_first_and_atgan_reusing_it(tmp_path, capsys):
     """benchmarks/atgan_sweep.py: eps_t 0 (the loss network) first; FracAT only where eps_t > 0; ATGAN reads
     the plain CNN's run; the budget overrides reach the config and the printed main.py command."""
-    import importlib.util
     import sys
 
-    spec = importlib.util.spec_from_file_location("atgan_sweep", os.path.join(os.path.dirname(__file__), "..",
-                                                                               "benchmarks", "atgan_sweep.py"))
-    sweep = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(sweep)
+    from benchmarks import atgan_sweep as sweep
+
     argv = ["atgan_sweep.py", "--dataset", "mnist", "--npz", "x.npz", "--out", str(tmp_path), "--eps_t", "0.3",
             "--frac", "1", "0.5", "--train", "512", "--train_steps", "5", "--print"]
     old, sys.argv = sys.argv, argv

@@ -535,14 +535,9 @@ def test_other_smoke_variants_build_and_trace_a_training_step(name):
 
 
 def _bench_baselines():
-    import importlib.util
-    import os
+    from benchmarks import baselines_mnist
 
-    spec = importlib.util.spec_from_file_location("baselines_mnist", os.path.join(
-        os.path.dirname(__file__), "..", "benchmarks", "baselines_mnist.py"))
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    return bench
+    return baselines_mnist
 
 
 def test_baselines_table_script_gives_every_row_the_same_budget_and_a_valid_config():

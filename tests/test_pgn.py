@@ -458,12 +458,8 @@ def test_results_script_balances_benign_accuracy_by_early_stopping():
     """benchmarks/pgn.py's protocol: each defended row takes its checkpoint closest to the naive network's
     final accuracy; if one never gets there, every row (the naive one too) is early-stopped to the lowest
     best accuracy among them."""
-    import importlib.util
+    from benchmarks import pgn as bench
 
-    spec = importlib.util.spec_from_file_location("bench_pgn", os.path.join(os.path.dirname(__file__), "..",
-                                                                             "benchmarks", "pgn.py"))
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
     rows = {"naive": "n", "fgm": "f", "pgn": "p"}
     traj = {"n": [(10, 0.50), (20, 0.60), (30, 0.70)], "f": [(10, 0.55), (20, 0.69), (30, 0.74)],
             "p": [(10, 0.40), (20, 0.71), (30, 0.72)]}
