@@ -77,12 +77,23 @@ def config_changes(workdir: str) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
+def _same_file(old, new) -> bool:
+    """Two spellings of one existing file or directory (``../data/mnist.npz`` and its absolute path, or a
+    run resumed from another working directory): recorded as a change, but not one that alters training."""
+    if not (isinstance(old, str) and isinstance(new, str) and old and new):
+        return False
+    try:
+        return os.path.samefile(old, new)
+    except OSError:   # either is missing: nothing says they are the same
+        return False
+
+
 def _check_config(config, workdir: str, allow_change: bool = False) -> tuple[dict, dict | None]:
     """The config as JSON, and the change record to append once training starts (None: no change).
 
     When the workdir already holds checkpoints, compares the config with its ``config.json``: a change
     outside ``RESUME_SAFE_FIELDS`` raises ``errors.ConfigChangedError`` naming the fields, unless
-    ``allow_change``. Writes nothing (``_write_config`` does, once the checkpoint is restored).
+    ``allow_change`` (or both values name the same existing file: a path spelled another way). Writes nothing (``_write_config`` does, once the checkpoint is restored).
     """
     path = os.path.join(workdir, CONFIG_FILE)
     new = json.loads(config.to_json_best_effort(sort_keys=True))
@@ -101,7 +112,7 @@ def _check_config(config, workdir: str, allow_change: bool = False) -> tuple[dic
         return new, None
     a, b = _flatten(old), _flatten(new)
     changed = {k: [a.get(k), b.get(k)] for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
-    training = [k for k in changed if not _resume_safe(k)]
+    training = [k for k in changed if not _resume_safe(k) and not _same_file(*changed[k])]
     if training and not allow_change:
         shown = ", ".join(f"config.{k} ({_short(a.get(k))} -> {_short(b.get(k))})" for k in training[:5])
         more = f" and {len(training) - 5} more" if len(training) > 5 else ""

@@ -228,6 +228,35 @@ def test_resume_may_change_evaluation_and_logging_and_records_it(tmp_path):
     assert "CONFIG CHANGED DURING TRAINING" not in results["_report"]
 
 
+def test_resume_with_the_same_data_file_spelled_another_way_is_not_a_training_change(tmp_path, monkeypatch):
+    import numpy as np
+
+    data = tmp_path / "data"
+    data.mkdir()
+    rng = np.random.default_rng(0)
+    np.savez(data / "d.npz", x_train=rng.random((64, 8, 8, 1), np.float32), y_train=rng.integers(0, 2, 64),
+             x_test=rng.random((16, 8, 8, 1), np.float32), y_test=rng.integers(0, 2, 16))
+
+    def cfg(path):
+        c = _toy()
+        c.data.name, c.data.source, c.data.path = "mnist", "npz", path
+        c.model.name, c.model.hidden = "mlp", [8]
+        c.eval.attacks, c.eval.curves, c.eval.metrics = {}, {}, {}
+        c.eval.num_examples, c.eval.diagnostics.enabled = 16, False
+        return c
+
+    w = str(tmp_path / "run")
+    experiment.run(cfg(str(data / "d.npz")), w)
+    monkeypatch.chdir(data)
+    results = experiment.run(cfg("d.npz"), w)     # relative, from another working directory: same file
+    [record] = experiment.config_changes(w)
+    assert record["changed"] == {"data.path": [str(data / "d.npz"), "d.npz"]} and record["alters_training"] == []
+    assert results["info"]["steps"] == 6
+    (data / "e.npz").write_bytes((data / "d.npz").read_bytes())   # a copy is another file: refused
+    with pytest.raises(errors.ConfigChangedError, match=r"config\.data\.path"):
+        experiment.run(cfg("e.npz"), w)
+
+
 def test_a_loss_that_explodes_without_nan_is_a_warning_in_the_report(tmp_path):
     c = _toy(steps=20, log_every=5)
     c.train.optimizer.learning_rate = 1e6  # Adam: finite losses around 1e20, no NaN
