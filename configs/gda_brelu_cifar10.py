@@ -9,8 +9,8 @@ the choices it lists hold here too).
 Config arguments as in gda_brelu_mnist.py (``defense``, ``model``, ``brelu``, ``source``, ``jsma``,
 ``smoke``), with the paper's CIFAR-10 settings (Sec. 4.1): GDA sigma 0.05 (ten copies), feature squeezing
 to 3 bits, FGSM adversarial training at eps 0.05, label smoothing 0.9, VAT eps 2.1. ``jsma`` is off by
-default here: with 3,072 features its pair search is ~15x MNIST's per iteration and it runs up to 1,536
-iterations; ``jsma=1`` turns it on (the paper's Table 5 has it).
+default here: ART's variant may push each of the 3,072 features up to ten times (theta 0.1) before it
+gives up on an example; ``jsma=1`` turns it on (the paper's Table 5 has it).
 
 Chosen where the paper is silent: Adam 1e-3, batch 128, 50 epochs; the paper's FGSM / Random + FGSM grid
 0 ... 0.3 (Fig. 5: "for bigger values, the accuracies are almost constant"); FGSM, both Random + FGSM

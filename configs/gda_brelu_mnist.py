@@ -18,7 +18,7 @@ Config arguments (comma-separated, e.g. ``:defense=vat,model=resnet``):
 - ``source``: where the black-box transfers are crafted (Tables 4-5): ``standard`` (default: an
   undefended ResNet trained during the evaluation, 2,000 Adam steps, once per transfer) or the workdir
   of a finished undefended ResNet run (the paper's protocol; see the commands below).
-- ``jsma``: include JSMA (gamma 1, theta 0.1), the costliest attack here (default on).
+- ``jsma``: include JSMA (gamma 1, theta 0.1, ART 0.x's variant) (default on).
 - ``smoke``: a few steps on synthetic data, every attack and metric capped (numbers mean nothing).
 
 What the paper leaves open, and what is chosen:
@@ -31,8 +31,8 @@ What the paper leaves open, and what is chosen:
 - Random + FGSM: run both as the paper describes it (a Gaussian first step of size alpha = 0.05 taken
   from the budget) and as Tramer et al. define it (a sign step of eps / 2); ``rand_fgsm``'s docstring
   gives the exact formula chosen for the paper's.
-- C&W: 1,000 iterations per binary-search step instead of the authors' 10,000; JSMA's theta / gamma as
-  in ART (see ``robustjax.config.zantedeschi_attacks``).
+- C&W: 1,000 iterations per binary-search step instead of the authors' 10,000; JSMA's theta / gamma and
+  its variant as in ART 0.x (see ``robustjax.config.zantedeschi_attacks``).
 - The evaluation is white-box against the model as trained (the paper's definition, Sec. 4.3), on the
   first 1,000 test images; the paper's FGSM eps grid 0.01 ... 1 is the ``fgsm`` and ``rfgsm_gauss``
   curves; PGD-40 (step 0.01) at 0.1 and 0.3, PGD-1000 and AutoAttack at 0.3 are added (``linf_suite``).
@@ -94,7 +94,7 @@ def get_config(arg=None):
         if c.defense.name == "gda":
             c.defense.copies = 2
         specs = list(c.eval.attacks.values()) + [m.attack for m in c.eval.metrics.values() if m.metric == "transfer"]
-        for spec in specs:  # JSMA's iterations follow gamma: 7 instead of 392
+        for spec in specs:  # JSMA stops after 2% of the features have changed
             if spec.attack == "jsma":
                 spec.gamma = 0.02
     return c

@@ -249,6 +249,67 @@ def test_jsma_saliency_pair_is_the_best_pair():
     assert not bool(found)
 
 
+def _art_jsma(w, x, target, theta, gamma):
+    """ART 0.x's SaliencyMapMethod.generate for one example of a linear softmax model, in numpy: the two
+    search-space features with the largest d p_target / dx move by theta (clipped to [0, 1]); a feature
+    leaves the search space when it reaches the box; stop at the target, an empty space or > gamma * n
+    distinct features changed."""
+    val, n = x.astype(np.float64).copy(), x.size
+    space = set(np.flatnonzero(val < 1.0)) if theta > 0 else set(np.flatnonzero(val > 0.0))
+    used = set()
+    sign = 1.0 if theta > 0 else -1.0
+
+    def probs(v):
+        z = v @ w
+        e = np.exp(z - z.max())
+        return e / e.sum()
+
+    while np.argmax(probs(val)) != target and len(used) / n <= gamma and space:
+        p = probs(val)
+        grad = p[target] * (w[:, target] - w @ p)
+        score = np.full(n, -np.inf)
+        idx = np.fromiter(space, int)
+        score[idx] = sign * grad[idx]
+        for f in np.argsort(score)[-2:]:
+            if f not in space:
+                continue
+            used.add(f)
+            val[f] = min(1.0, val[f] + theta) if theta > 0 else max(0.0, val[f] + theta)
+            if val[f] in (0.0, 1.0):
+                space.discard(f)
+    return val
+
+
+@pytest.mark.parametrize("theta", [0.1, -0.25])
+def test_jsma_art_variant_matches_a_numpy_transcription_of_arts_loop(theta):
+    """saliency='target_probability', reuse_features=True: the same features moved by the same amounts as
+    ART 0.x's loop (the library Zantedeschi et al. used), on a 3-class linear model over 12 features."""
+    n, classes = 12, 3
+    rng = np.random.default_rng(3)
+    w = rng.normal(size=(n, classes)).astype(np.float32)
+    x = rng.uniform(0.05, 0.95, size=(6, 2, 6, 1)).astype(np.float32)
+    logits_fn = lambda x_: _flat(x_) @ jnp.asarray(w)  # noqa: E731
+    targets = (np.asarray(_pred(logits_fn, jnp.asarray(x))) + 1) % classes
+    attack = jax.jit(functools.partial(jsma_lib.jsma, logits_fn, theta=theta, gamma=1.0, targeted=True,
+                                       saliency="target_probability", reuse_features=True))
+    got = np.asarray(attack(jnp.asarray(x), jnp.asarray(targets), None)).reshape(6, n)
+    for i in range(6):
+        want = _art_jsma(w.astype(np.float64), x[i].reshape(n), targets[i], theta, 1.0)
+        np.testing.assert_allclose(got[i], want, atol=1e-5)
+    moved = np.abs(got - x.reshape(6, n))
+    assert moved.max() > abs(theta) + 1e-3            # a feature was pushed more than once
+    assert np.any(np.argmax(got @ w, -1) == targets)   # some reach their target (greedy: not all, as in ART)
+    # the default variant changes each feature once, by at most theta
+    once = np.asarray(jsma_lib.jsma(logits_fn, jnp.asarray(x), jnp.asarray(targets), None, theta=theta,
+                                    gamma=1.0, targeted=True)).reshape(6, n)
+    assert np.abs(once - x.reshape(6, n)).max() <= abs(theta) + 1e-6
+    # gamma bounds the distinct features changed (checked before each iteration: at most 2 over)
+    few = np.asarray(jsma_lib.jsma(logits_fn, jnp.asarray(x), jnp.asarray(targets), None, theta=theta,
+                                   gamma=0.2, targeted=True, saliency="target_probability",
+                                   reuse_features=True)).reshape(6, n)
+    assert np.all(np.sum(few != x.reshape(6, n), axis=1) <= int(0.2 * n) + 2)
+
+
 @pytest.mark.parametrize("target", ["random", "next"])
 def test_jsma_untargeted_modes_and_determinism(target, data, mlp):
     x = data
@@ -277,3 +338,5 @@ def test_jsma_vmap_and_errors(data, linear):
         jsma_lib.jsma(logits_fn, x, y, None)
     with pytest.raises(ValueError, match="target"):
         jsma_lib.jsma(logits_fn, x, y, None, target="last")
+    with pytest.raises(ValueError, match="saliency must be one of"):
+        jsma_lib.jsma(logits_fn, x, y, None, target="next", saliency="probability")

@@ -49,6 +49,7 @@ def test_configs_hold_the_papers_settings(dataset):
     assert transfers and all(m.model.name == "zantedeschi_resnet" for m in transfers)
     j = _load(dataset, "jsma=1").eval.attacks.jsma
     assert (j.theta, j.gamma) == (0.1, 1.0)
+    assert (j.saliency, j.reuse_features) == ("target_probability", True)   # ART 0.x's JSMA, the paper's library
 
 
 @pytest.mark.parametrize("arg, message", [

@@ -43,6 +43,7 @@ from robustjax.attacks.autoattack import VERSIONS as AUTOATTACK_VERSIONS
 from robustjax.attacks.autoattack import autoattack
 from robustjax.attacks.fab import fab
 from robustjax.attacks.gradient import RANDOM_INITS, bim, fgm, fgsm, mim, pgd, rand_fgsm
+from robustjax.attacks.jsma import SALIENCY_CHOICES as JSMA_SALIENCY
 from robustjax.attacks.jsma import TARGET_CHOICES as JSMA_TARGETS
 from robustjax.attacks.jsma import jsma
 from robustjax.attacks.minimal import cw_l2, deepfool
@@ -226,6 +227,8 @@ VALIDATORS: Mapping[str, Callable[[Any, str], str | None]] = types.MappingProxyT
     "theta": _theta,
     "gamma": _number(low_open=True, high=1.0),
     "target": _choice(JSMA_TARGETS),
+    "saliency": _choice(JSMA_SALIENCY),
+    "reuse_features": _flag,
     "random_init": _choice(RANDOM_INITS),
     "version": _choice(tuple(sorted(AUTOATTACK_VERSIONS))),
     "attacks": _components,
