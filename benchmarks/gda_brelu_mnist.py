@@ -24,7 +24,9 @@ Budget options (``--paper`` leaves the config's own values): ``--train`` first N
 ``--epochs`` (over the augmented set for GDA: each of its steps holds eleven times the rows, so a GDA row
 costs about eleven times a plain one), ``--eval`` test images for every attack and metric, ``--cw_search``
 x ``--cw_steps`` for C&W (white-box and transferred; the authors' 9 x 10,000, the config's 9 x 1,000),
-``--no_jsma`` leaves JSMA out.
+``--no_jsma`` leaves JSMA out of the rows' own evaluation; ``--jsma_matrix`` then adds it afterwards, as
+one transfer matrix over the source and the defense rows (JSMA from the config, crafted on each run; the
+source's row is Table 4's JSMA column, the diagonal the white-box JSMA), without re-evaluating the rows.
 
 Written into ``--out``: ``compare/`` (``robustjax.report`` over the rows), ``tables.md`` (Tables 1-4 and
 the strong-attack table), ``tables.json``, ``fig3_architectures.png`` and ``fig4_defenses.png`` (white-box
@@ -112,11 +114,24 @@ def _fmt(v, digits=3) -> str:
     return "-" if v is None else f"{v:.{digits}f}"
 
 
-def tables(results: dict, matrix: dict | None, curves: dict | None) -> tuple[str, dict]:
+def jsma_columns(jsma: dict | None) -> dict:
+    """``{row: {"transfer": accuracy on JSMA crafted on the source, "white_box": robust accuracy under its own
+    JSMA}}`` from ``--jsma_matrix``'s transfer matrix (its first run is the source)."""
+    if jsma is None:
+        return {}
+    names, acc, robust = jsma["names"], jsma["accuracy_on_adversarial"], jsma["robust_accuracy"]
+    return {n: {"transfer": acc[0][j], "white_box": robust[j][j]} for j, n in enumerate(names) if j}
+
+
+def tables(results: dict, matrix: dict | None, curves: dict | None, jsma: dict | None = None) -> tuple[str, dict]:
     """Markdown for Tables 1-4 and the strong attacks (paper's measure: accuracy on adversarial examples,
-    in %, for Tables 1 and 4; robust accuracy for the strong-attack table)."""
+    in %, for Tables 1 and 4; robust accuracy for the strong-attack table). ``jsma``: ``--jsma_matrix``'s
+    transfer matrix, for rows evaluated without JSMA."""
     full = [n for n in DEFENSE_ROWS if n in results]
     out, data = [], {}
+    extra = jsma_columns(jsma)
+    if jsma is not None:
+        data["jsma_matrix"] = jsma
     if matrix is not None:
         names = matrix["names"]
         out += [f"**Table 1.** Accuracy (%) on FGSM eps {TRANSFER_EPS} examples crafted on the row's model and "
@@ -142,13 +157,18 @@ def tables(results: dict, matrix: dict | None, curves: dict | None) -> tuple[str
     out.append("")
 
     present = {k[len("transfer_"):] for n in full for k in results[n].get("metrics", {}) if k.startswith("transfer_")}
+    present |= {"jsma"} if extra else set()
     transfers = sorted(present, key=lambda t: (TABLE4_ORDER.index(t) if t in TABLE4_ORDER else len(TABLE4_ORDER), t))
     out += [f"**Table 4.** Accuracy (%) on black-box examples crafted on the undefended ResNet ({SOURCE}).", "",
             "| defense | " + " | ".join(transfers) + " |", "|---" * (len(transfers) + 1) + "|"]
+    def transferred(n, t):
+        v = metric(results[n], "transfer_" + t)
+        if v is None and t == "jsma":
+            v = extra.get(n, {}).get("transfer")
+        return None if v is None else 100 * v
+
     for n in full:
-        out.append(f"| {n} | " + " | ".join(
-            _fmt(None if metric(results[n], 'transfer_' + t) is None else 100 * metric(results[n], 'transfer_' + t), 2)
-            for t in transfers) + " |")
+        out.append(f"| {n} | " + " | ".join(_fmt(transferred(n, t), 2) for t in transfers) + " |")
     out.append("")
 
     cols = [("fgsm_0p3", "FGSM 0.3"), ("rfgsm_gauss_0p3", "R+FGSM 0.3 (paper)"), ("rfgsm_sign_0p3", "R+FGSM 0.3 (Tramer)"),
@@ -156,12 +176,13 @@ def tables(results: dict, matrix: dict | None, curves: dict | None) -> tuple[str
             ("pgd40_0p1", "PGD-40 0.1")]
     out += ["**White-box, adaptive** (robust accuracy: correct on the clean and on the adversarial example; "
             "C&W and DeepFool: median L2 of their successful perturbations).", "",
-            "| defense | clean | " + " | ".join(c for _, c in cols) + " | DeepFool median L2 | C&W median L2 | "
-            "C&W success | masking warnings |", "|---" * (len(cols) + 6) + "|"]
+            "| defense | clean | " + " | ".join(c for _, c in cols) + " | JSMA | DeepFool median L2 | C&W median L2 | "
+            "C&W success | masking warnings |", "|---" * (len(cols) + 7) + "|"]
     for n in full:
         r = results[n]
         a = r["attacks"]
         cells = [_fmt(a.get(k, {}).get("robust_accuracy")) for k, _ in cols]
+        cells.append(_fmt(a.get("jsma", {}).get("robust_accuracy", extra.get(n, {}).get("white_box"))))
         df, cw = a.get("deepfool100", {}), a.get("cw_l2_k2p3", {})
         warnings = len(r.get("diagnostics", {}).get("warnings", []))
         out.append(f"| {n} | {r['clean_accuracy']:.3f} | " + " | ".join(cells)
@@ -245,7 +266,9 @@ def main():
     p.add_argument("--eval", type=int, default=200)
     p.add_argument("--cw_search", type=int, default=5)
     p.add_argument("--cw_steps", type=int, default=200)
-    p.add_argument("--no_jsma", action="store_true")
+    p.add_argument("--no_jsma", action="store_true", help="leave JSMA out of the rows' own evaluation")
+    p.add_argument("--jsma_matrix", action="store_true",
+                   help="add JSMA afterwards: crafted on the source and on each defense row (transfer matrix)")
     p.add_argument("--print", action="store_true", help="print the main.py commands, run nothing")
     a = p.parse_args()
     rows = sorted(a.rows, key=list(ROWS).index)
@@ -286,7 +309,18 @@ def main():
                                               spec, grid, num_examples=n_eval)
                   for k, spec in BLACKBOX_CURVES.items()}
         curves = {k: dict(zip(full, v["curves"])) for k, v in curves.items()}
-    md, data = tables(results, matrix, curves)
+    jsma = None
+    if a.jsma_matrix and full:
+        spec = dict(load_config(CONFIG, ROWS["cnn"][0]).eval.attacks["jsma"])
+        path = os.path.join(a.out, "jsma_matrix.json")
+        runs = [os.path.join(a.out, n) for n in [SOURCE] + full]
+        if os.path.exists(path) and json.load(open(path)).get("runs") == runs:
+            jsma = json.load(open(path))          # computed already for these rows
+        else:
+            jsma = transfer.transfer_matrix(runs, spec, num_examples=n_eval)
+            with open(path, "w") as f:
+                json.dump(jsma, f, indent=1)
+    md, data = tables(results, matrix, curves, jsma)
     open(os.path.join(a.out, "tables.md"), "w").write(md + "\n")
     with open(os.path.join(a.out, "tables.json"), "w") as f:
         json.dump(data, f, indent=1)

@@ -187,6 +187,13 @@ def test_tables_script_reads_each_table_from_the_results():
     assert "| cnn | 99.00 | 20.00 | 0.200 | 5.00 (6.00) | 0.0500 |" in md                      # Tables 2-3
     assert "| defense | fgsm_0p1 | deepfool100 |" in md and "| cnn | 90.00 | 95.00 |" in md   # Table 4
     strong = next(line for line in md.splitlines() if line.startswith("| cnn | 0.990 |"))
-    assert strong.endswith("| 0.020 | 0.000 | - | 1.50 | 1.23 | 0.900 | 2 |")              # PGD-1000, AA, ..., C&W
+    assert strong.endswith("| 0.020 | 0.000 | - | - | 1.50 | 1.23 | 0.900 | 2 |")          # PGD-1000, AA, ..., C&W
     assert "| resnet_relu |" not in md.split("**Table 2**")[1]                               # arch rows: Table 1 only
     assert set(data["rows"]) == {"cnn", "resnet_relu"} and data["table1"] is matrix
+    # --jsma_matrix (rows evaluated without JSMA): row 0 crafted on the source, the diagonal white-box
+    jsma = {"names": ["resnet_relu", "cnn"], "accuracy_on_adversarial": [[0.1, 0.7], [0.6, 0.2]],
+            "robust_accuracy": [[0.1, 0.7], [0.6, 0.05]]}
+    md, data = bench.tables({"resnet_relu": arch, "cnn": cnn}, matrix, None, jsma)
+    assert "| defense | fgsm_0p1 | deepfool100 | jsma |" in md and "| cnn | 90.00 | 95.00 | 70.00 |" in md
+    strong = next(line for line in md.splitlines() if line.startswith("| cnn | 0.990 |"))
+    assert strong.endswith("| 0.000 | - | 0.050 | 1.50 | 1.23 | 0.900 | 2 |") and data["jsma_matrix"] is jsma
