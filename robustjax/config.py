@@ -92,6 +92,9 @@ def base_config() -> ml_collections.ConfigDict:
         decision_plane=ml_collections.ConfigDict(dict(
             num_images=2, sigma=0.05, m=32, scale=0.0, resolution=41, direction="random")),
         progress=True,          # progress bar over the evaluation (only shown on a terminal)
+        # "full": the attacks as configured; "quick": their loop counts capped (QUICK_CAPS), for a CPU; the
+        # report says so, and which fields changed: weaker than the config's evaluation (apply_eval_preset).
+        preset="full",
         # Gradient-masking diagnostics (robustjax.evaluate.diagnostics): rules, thresholds, their own runs.
         diagnostics=ml_collections.ConfigDict(dict(
             enabled=True, num_examples=128, eps=0.0, few_steps=20, many_steps=200, unbounded_steps=100,
@@ -186,6 +189,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _positive_int(config, "eval.batch_size", e.batch_size)
     _positive_int(config, "eval.num_examples", e.num_examples, allow_zero=True)
     _positive_int(config, "eval.num_pictures", e.num_pictures, allow_zero=True)
+    if e.preset not in EVAL_PRESETS:
+        close = difflib.get_close_matches(str(e.preset), EVAL_PRESETS, n=1)
+        _fail("eval.preset", f"{e.preset!r} is not one of {EVAL_PRESETS}" + (f" (did you mean {close[0]!r}?)" if close else ""))
     from robustjax.evaluate import figures as eval_figures
 
     eval_figures.check_config(e)  # config.eval.figures, .saliency, .decision_plane
@@ -315,9 +321,10 @@ def shrink_for_smoke(c: ml_collections.ConfigDict, *, train_size: int = 128, tes
     return c
 
 
-def _cap_counts(spec, attack_spec: bool = True) -> None:
-    """Caps the loop counts of a spec at ``SMOKE_CAPS``; for an attack spec also the attack's defaults it
-    leaves out (AutoAttack's 100 steps and 5000 queries, C&W's 1000 steps)."""
+def _cap_counts(spec, attack_spec: bool = True, caps: dict | None = None) -> dict:
+    """Caps the loop counts of a spec at ``caps`` (default ``SMOKE_CAPS``); for an attack spec also the
+    attack's defaults it leaves out (AutoAttack's 100 steps and 5000 queries, C&W's 1000 steps). Returns
+    ``{field: [old, new]}`` for the fields it lowered."""
     import inspect
 
     from robustjax import attacks
@@ -325,10 +332,57 @@ def _cap_counts(spec, attack_spec: bool = True) -> None:
     name = spec.get("attack") if attack_spec else None
     fn = attacks.ATTACKS.get(name) if isinstance(name, str) else None
     params = inspect.signature(fn).parameters if fn is not None else {}
-    for k, cap in SMOKE_CAPS.items():
+    lowered = {}
+    for k, cap in (SMOKE_CAPS if caps is None else caps).items():
         value = spec[k] if k in spec else getattr(params.get(k), "default", None)
         if isinstance(value, int) and not isinstance(value, bool):
             spec[k] = min(value, cap)
+            if spec[k] < value:
+                lowered[k] = [value, spec[k]]
+    return lowered
+
+
+EVAL_PRESETS = ("full", "quick")
+# config.eval.preset="quick": the loop counts of every attack, curve and metric spec (and the diagnostics'
+# own runs) are capped here. PGD-1000 runs 200 steps (enough to cross eps with the suites' steps), AutoAttack
+# targets 3 classes and Square queries 1000 times, C&W runs 5 x 200. Unlike a smoke run, the data, the
+# model, the example count and every attack stay; AutoAttack also attacks only what is left (chunk_size 32),
+# which changes its random draws, not its strength.
+QUICK_CAPS = {"num_steps": 200, "num_queries": 1000, "num_targets": 3, "binary_search_steps": 5}
+QUICK_DIAGNOSTICS = {"many_steps": 200, "square_queries": 500}
+QUICK_CHUNK = 32
+
+
+def apply_eval_preset(eval_cfg: ml_collections.ConfigDict) -> tuple[ml_collections.ConfigDict, dict | None]:
+    """``config.eval`` as the preset runs it, and the record of what it changed (``None`` for ``"full"``).
+
+    ``"quick"`` caps the loop counts (``QUICK_CAPS``, ``QUICK_DIAGNOSTICS``) and chunks AutoAttack; the record
+    ``{"preset": "quick", "changed": {"attacks.aa_0p3.num_queries": [5000, 1000], ...}}`` goes into
+    results.json and the top of the report, which says that the evaluation is weaker than the config's.
+    The config itself is not changed (a copy is returned).
+    """
+    if eval_cfg.get("preset", "full") == "full":
+        return eval_cfg, None
+    e = ml_collections.ConfigDict(eval_cfg.to_dict())
+    changed = {}
+    for group in ("attacks", "curves", "metrics"):
+        for label, spec in e[group].items():
+            where = f"{group}.{label}"
+            targets = [(where, spec, group != "metrics")]
+            if group == "metrics" and "attack" in spec and hasattr(spec["attack"], "keys"):
+                targets.append((f"{where}.attack", spec["attack"], True))
+            for path, s, is_attack in targets:
+                for k, v in _cap_counts(s, attack_spec=is_attack, caps=QUICK_CAPS).items():
+                    changed[f"{path}.{k}"] = v
+                if is_attack and s.get("attack") == "autoattack" and s.get("chunk_size") is None:
+                    s["chunk_size"] = QUICK_CHUNK
+                    changed[f"{path}.chunk_size"] = [None, QUICK_CHUNK]
+    d = e.diagnostics
+    for k, cap in QUICK_DIAGNOSTICS.items():
+        if int(d[k]) > cap:
+            changed[f"diagnostics.{k}"] = [int(d[k]), cap]
+            d[k] = cap
+    return e, {"preset": str(eval_cfg.preset), "changed": changed}
 
 
 def _tag(eps: float) -> str:

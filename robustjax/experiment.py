@@ -208,10 +208,16 @@ def run(config, workdir: str, *, on_step=None, allow_config_change: bool = False
     warnings = loop.loss_warnings(loop.read_metrics(workdir))
     for w in warnings:
         print(f"[robustjax] warning: {w}", file=sys.stderr, flush=True)
-    results = evaluate.evaluate(defense, state, test_ds, config.eval, eval_key, bounds=info.bounds,
+    eval_cfg, preset = config_lib.apply_eval_preset(config.eval)
+    if preset:
+        print(f"[robustjax] evaluation preset {preset['preset']!r}: loop counts capped "
+              f"({len(preset['changed'])} fields), weaker than the config's evaluation", flush=True)
+    results = evaluate.evaluate(defense, state, test_ds, eval_cfg, eval_key, bounds=info.bounds,
                                 keep_examples=config.eval.num_pictures, train_ds=train_ds)
+    if preset:
+        results["eval_preset"] = preset
     t_figures = time.time()
-    figure_data = evaluate.figures.compute(defense, state, test_ds, config.eval, jax.random.fold_in(eval_key, 7),
+    figure_data = evaluate.figures.compute(defense, state, test_ds, eval_cfg, jax.random.fold_in(eval_key, 7),
                                            bounds=info.bounds, pictures=results["_pictures"], results=results)
     t_total = time.time() - t_start
     results["info"] = {
@@ -235,6 +241,12 @@ def run(config, workdir: str, *, on_step=None, allow_config_change: bool = False
     if config.smoke:
         extra["SMOKE RUN"] = ("a few steps on a tiny subset" + (" of synthetic stand-in data" if info.source == "synthetic"
                               else "") + ", to check that everything runs: these numbers mean nothing")
+    if preset:
+        shown = ", ".join(f"{k} {a}->{b}" for k, (a, b) in list(preset["changed"].items())[:8])
+        more = f" and {len(preset['changed']) - 8} more" if len(preset["changed"]) > 8 else ""
+        extra[f"EVALUATION PRESET {preset['preset'].upper()}"] = (
+            "loop counts capped: weaker attacks than the config's full evaluation, whose robust accuracies "
+            f"may be lower ({shown or 'nothing to cap'}{more}; results.json eval_preset)")
     for i, w in enumerate(warnings):
         extra["WARNING" + (f" {i + 1}" if len(warnings) > 1 else "")] = w
     if altered:

@@ -47,6 +47,7 @@ def test_every_smoke_variant_is_small_offline_and_marked(name):
         (lambda c: c.data.update({"batchsize": 3}), "data.batchsize"),
         (lambda c: c.update({"sed": 1}), "config.sed"),
         (lambda c: setattr(c.data, "source", "npz"), "data.path"),
+        (lambda c: setattr(c.eval, "preset", "quik"), r"eval.preset: 'quik' is not one of.*did you mean 'quick'"),
     ],
 )
 def test_bad_values_name_the_field(mutate, field):
@@ -61,6 +62,30 @@ def test_unknown_field_lists_valid_ones():
     c.train.update({"epoch": 3})
     with pytest.raises(ValueError, match=r"unknown field.*'epochs'"):
         validate(c)
+
+
+def test_quick_eval_preset_caps_loop_counts_of_every_spec_and_records_them():
+    from robustjax.config import apply_eval_preset
+
+    c = load_config("gda_brelu_mnist.py")
+    full, record = apply_eval_preset(c.eval)
+    assert record is None and full is c.eval                       # "full": the config as it is
+    c.eval.preset = "quick"
+    before = c.eval.to_dict()
+    e, record = apply_eval_preset(c.eval)
+    assert c.eval.to_dict() == before                              # the config is not changed
+    ch = record["changed"]
+    assert record["preset"] == "quick"
+    assert ch["attacks.pgd1000_0p3.num_steps"] == [1000, 200] and e.attacks.pgd1000_0p3.num_steps == 200
+    assert ch["attacks.aa_0p3.num_queries"] == [5000, 1000] and ch["attacks.aa_0p3.num_targets"] == [9, 3]
+    assert ch["attacks.aa_0p3.chunk_size"] == [None, 32]
+    assert ch["attacks.cw_l2_k2p3.num_steps"] == [1000, 200] and ch["attacks.cw_l2_k2p3.binary_search_steps"] == [9, 5]
+    assert ch["metrics.transfer_cw_l2_k2p3.attack.num_steps"] == [1000, 200]      # a metric's attack spec
+    assert "attacks.pgd40_0p3.num_steps" not in ch and e.attacks.pgd40_0p3.num_steps == 40   # under the cap
+    assert e.attacks.deepfool100.num_steps == 100 and e.num_examples == c.eval.num_examples
+    validate_copy = c.copy_and_resolve_references()
+    validate_copy.eval = e
+    validate(validate_copy)
 
 
 def test_parse_arg():

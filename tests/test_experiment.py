@@ -257,6 +257,22 @@ def test_resume_with_the_same_data_file_spelled_another_way_is_not_a_training_ch
         experiment.run(cfg("e.npz"), w)
 
 
+def test_quick_eval_preset_is_stated_at_the_top_of_the_report(tmp_path):
+    c = _toy()
+    c.eval.attacks = {"pgd1000": {"attack": "pgd", "eps": 0.3, "num_steps": 1000, "step_size": 0.01}}
+    c.eval.diagnostics.enabled = False
+    c.eval.preset = "quick"
+    results = experiment.run(c, str(tmp_path))
+    assert results["eval_preset"] == {"preset": "quick", "changed": {"attacks.pgd1000.num_steps": [1000, 200]}}
+    head = results["_report"].split("## ")[0]
+    assert "EVALUATION PRESET QUICK: loop counts capped: weaker attacks" in head and "num_steps 1000->200" in head
+    assert json.load(open(tmp_path / "results.json"))["eval_preset"] == results["eval_preset"]
+    assert json.load(open(tmp_path / "config.json"))["eval"]["attacks"]["pgd1000"]["num_steps"] == 1000  # as asked
+    c.eval.preset = "full"   # evaluation only: the finished run is re-evaluated in full, nothing retrained
+    again = experiment.run(c, str(tmp_path))
+    assert "eval_preset" not in again and "EVALUATION PRESET" not in again["_report"]
+
+
 def test_a_loss_that_explodes_without_nan_is_a_warning_in_the_report(tmp_path):
     c = _toy(steps=20, log_every=5)
     c.train.optimizer.learning_rate = 1e6  # Adam: finite losses around 1e20, no NaN
