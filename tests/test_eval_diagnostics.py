@@ -175,5 +175,51 @@ def test_randomised_outputs_are_flagged_unless_an_attack_averages_over_draws(tra
     assert r["diagnostics"]["checks"]["randomness"]["eot_attacks"] == ["eot"]
 
 
+def test_rise_is_the_largest_gain_of_accuracy_at_a_larger_radius():
+    assert diagnostics._rise([(0.1, 0.55, "a"), (0.3, 0.61, "b")])[0] == pytest.approx(0.06)
+    rise, lo, hi = diagnostics._rise([(0.0, 0.9, "0"), (0.3, 0.2, "3"), (0.1, 0.5, "1"), (0.2, 0.65, "2")])
+    assert rise == pytest.approx(0.15) and (lo[2], hi[2]) == ("1", "2")      # sorted by eps first
+    assert diagnostics._rise([(0.0, 0.9, "0"), (0.1, 0.5, "1"), (0.2, 0.5, "2")]) == (0.0, None, None)
+
+
+def test_accuracy_that_rises_with_eps_is_flagged_from_the_suites_own_attacks_and_curves():
+    """FGSM-AT's signature (label leaking): FGSM at 0.3 leaves more correct than FGSM at 0.1. Built from
+    recorded runs (no model): the rule reads what the suite measured."""
+    from types import SimpleNamespace
+
+    from robustjax import attacks
+
+    n = 100
+    clean = np.ones(n, bool)
+    adv = {"fgsm_0p1": np.arange(n) < 55, "fgsm_0p3": np.arange(n) < 61, "pgd_0p1": np.arange(n) < 42,
+           "pgd_0p3": np.arange(n) < 1}
+    step = {"pgd": {"step_size": 0.01, "num_steps": 40}, "fgsm": {}}
+    specs = {k: (attacks.resolve({"attack": k.split("_")[0], "eps": int(k[-1]) / 10, **step[k.split("_")[0]]},
+                                 where=k), {}) for k in adv}
+    session = SimpleNamespace(specs=specs, clean_correct=clean, runs={k: SimpleNamespace(adv_correct=v) for k, v in adv.items()})
+    curves = {"fgsm": {"attack": "fgsm", "norm": "linf", "points": [
+                  {"eps": 0.0, "robust_accuracy": 0.99}, {"eps": 0.1, "robust_accuracy": 0.55},
+                  {"eps": 0.3, "robust_accuracy": 0.61}, {"eps": 0.5, "robust_accuracy": 0.30}]},
+              "bb": {"attack": "fgsm, black-box", "norm": "linf", "black_box": True, "points": [
+                  {"eps": 0.1, "robust_accuracy": 0.2}, {"eps": 0.3, "robust_accuracy": 0.9}]}}
+    cfg = {"max_gap": 0.05}
+    entries, warnings = diagnostics._eps_monotonic(session, cfg, diagnostics._comparable(session), {"curves": curves})
+    by = {e["label"]: e for e in entries}
+    assert set(by) == {"attacks fgsm_0p1, fgsm_0p3", "attacks pgd_0p1, pgd_0p3", "curve fgsm"}   # no black-box curve
+    fg = by["attacks fgsm_0p1, fgsm_0p3"]
+    assert fg["rise"] == pytest.approx(0.06) and fg["flagged"] and fg["low"]["label"] == "fgsm_0p1"
+    assert not by["attacks pgd_0p1, pgd_0p3"]["flagged"] and by["attacks pgd_0p1, pgd_0p3"]["rise"] == 0.0
+    assert by["curve fgsm"]["flagged"] and by["curve fgsm"]["rise"] == pytest.approx(0.06)
+    assert len(warnings) == 2 and warnings[0].startswith(
+        "robust accuracy rises with the radius under fgsm (attacks fgsm_0p1, fgsm_0p3): 0.550 at linf eps=0.1")
+    cfg["max_gap"] = 0.1
+    assert _eps_flagged(session, cfg, curves) == []
+
+
+def _eps_flagged(session, cfg, curves):
+    entries, _ = diagnostics._eps_monotonic(session, cfg, diagnostics._comparable(session), {"curves": curves})
+    return [e["label"] for e in entries if e["flagged"]]
+
+
 def test_markdown_is_empty_without_diagnostics():
     assert diagnostics.markdown({"attacks": {}}) == []

@@ -55,6 +55,15 @@ Checks (``results["diagnostics"]["checks"]``) and their rules:
     ``max_gap``. AutoAttack is usually 0-3 points below a converged PGD on a model without masking; its
     DLR and targeted losses and Square break what cross-entropy PGD cannot (a saturated softmax).
 
+``eps_monotonic``: a larger radius must not help the defender (Carlini et al., "On Evaluating Adversarial
+    Robustness", Sec. 5: accuracy should fall monotonically with the distortion bound; Athalye et al. list
+    "increasing distortion bound does not increase success" among the signs of obfuscated gradients).
+    From what the suite already ran, no attack of its own: every white-box robustness curve, and every
+    group of suite attacks that differ only in eps (``fgsm_0p1`` and ``fgsm_0p3``). ``rise`` = the largest
+    robust accuracy at a radius minus the robust accuracy at any smaller radius of the same attack;
+    flagged when ``rise`` > ``max_gap``. One-step attacks on a model trained against them (FGSM-AT's label
+    leaking, a curved loss) are the usual cause; the iterative attacks then give the number to quote.
+
 Output: ``results["diagnostics"] = {"warnings": [...], "checks": {...}, "num_examples", "norm", "eps",
 "eps_from", "thresholds": {...}}``; each check (or list entry) holds its evidence, ``threshold`` and
 ``flagged``.
@@ -358,6 +367,51 @@ def _autoattack(session, cfg, comparable) -> tuple[list, list]:
     return entries, warnings
 
 
+def _rise(points: list[tuple[float, float, str]]) -> tuple[float, tuple, tuple]:
+    """The largest ``acc_j - acc_i`` over ``eps_i < eps_j`` of ``(eps, robust accuracy, label)`` points, with
+    the two points (``(0.0, None, None)`` when it never rises)."""
+    points = sorted(points)
+    best, lo_pt, hi_pt = 0.0, None, None
+    low = None
+    for p in points:
+        if low is not None and p[1] - low[1] > best and p[0] > low[0]:
+            best, lo_pt, hi_pt = p[1] - low[1], low, p
+        if low is None or p[1] < low[1]:
+            low = p
+    return best, lo_pt, hi_pt
+
+
+def _eps_monotonic(session, cfg, comparable, results) -> tuple[list, list]:
+    entries, warnings = [], []
+    groups: dict = {}
+    for label, atk in comparable.items():
+        groups.setdefault((atk.name, atk.norm, atk.hyperparameters, atk.rel_step_size), []).append(
+            (float(atk.eps), float(_survive(session, label).mean()), label))
+    series = [(f"attacks {', '.join(sorted(p[2] for p in pts))}", key[0], key[1], pts)
+              for key, pts in sorted(groups.items(), key=lambda kv: sorted(p[2] for p in kv[1])) if len(pts) > 1]
+    for label, curve in (results.get("curves") or {}).items():
+        if curve.get("black_box"):
+            continue
+        pts = [(float(p["eps"]), float(p["robust_accuracy"]), f"{label}@{p['eps']:g}") for p in curve["points"]]
+        if len(pts) > 1:
+            series.append((f"curve {label}", curve["attack"], curve["norm"], pts))
+    for what, name, norm, pts in series:
+        rise, lo, hi = _rise(pts)
+        entry = {"label": what, "attack": name, "norm": norm, "rise": rise, "threshold": cfg["max_gap"],
+                 "flagged": rise > cfg["max_gap"], "points": [{"eps": e, "robust_accuracy": a} for e, a, _ in sorted(pts)]}
+        if lo is not None:
+            entry.update(low={"eps": lo[0], "robust_accuracy": lo[1], "label": lo[2]},
+                         high={"eps": hi[0], "robust_accuracy": hi[1], "label": hi[2]})
+        entries.append(entry)
+        if entry["flagged"]:
+            warnings.append(
+                f"robust accuracy rises with the radius under {name} ({what}): {lo[1]:.3f} at {norm} eps={lo[0]:g} "
+                f"({lo[2]}) but {hi[1]:.3f} at eps={hi[0]:g} ({hi[2]}), {100 * rise:.1f} points higher (threshold "
+                f"{100 * cfg['max_gap']:g}): a larger budget never helps the defender, so this attack fails to use "
+                "it (a one-step attack on a curved loss, label leaking, masked gradients); quote iterative attacks")
+    return entries, warnings
+
+
 def run(session, plan, results: dict, key) -> dict:
     """Runs every check on an evaluation ``session`` (after its attacks and metrics); see the docstring."""
     cfg = plan.diagnostics
@@ -374,7 +428,8 @@ def run(session, plan, results: dict, key) -> dict:
                      ("pgd_steps", lambda: _pgd_steps(session, cfg, comparable, norm, eps, m, keys[3], own_runs)),
                      ("black_box", lambda: _black_box(session, cfg, comparable, norm, eps, m, keys[4], own_runs,
                                                       results)),
-                     ("autoattack", lambda: _autoattack(session, cfg, comparable))):
+                     ("autoattack", lambda: _autoattack(session, cfg, comparable)),
+                     ("eps_monotonic", lambda: _eps_monotonic(session, cfg, comparable, results))):
         session.progress.stage(f"diagnostics: {name}")
         checks[name], found = fn()
         warnings += found
@@ -424,6 +479,14 @@ def markdown(results: dict) -> list[str]:
         lines.append(f"| AutoAttack vs PGD, {e['norm']} eps={e['eps']:g} | {e['autoattack_robust_accuracy']:.3f} vs "
                      f"{e['pgd_robust_accuracy']:.3f}: gap {100 * e['gap']:.1f} points | <= {100 * e['threshold']:g} "
                      f"points | {_yes(e['flagged'])} |")
+    for e in c.get("eps_monotonic", ()):
+        if "low" in e:
+            evidence = (f"{e['low']['robust_accuracy']:.3f} at eps={e['low']['eps']:g}, "
+                        f"{e['high']['robust_accuracy']:.3f} at eps={e['high']['eps']:g}: rise {100 * e['rise']:.1f} points")
+        else:
+            evidence = "never rises"
+        lines.append(f"| robust accuracy against eps, {e['label']} | {evidence} | <= {100 * e['threshold']:g} points | "
+                     f"{_yes(e['flagged'])} |")
     lines.append("")
     return lines
 
