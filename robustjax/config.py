@@ -191,7 +191,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _positive_int(config, "eval.num_pictures", e.num_pictures, allow_zero=True)
     if e.preset not in EVAL_PRESETS:
         close = difflib.get_close_matches(str(e.preset), EVAL_PRESETS, n=1)
-        _fail("eval.preset", f"{e.preset!r} is not one of {EVAL_PRESETS}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        _fail("eval.preset", f"{e.preset!r} is not one of {EVAL_PRESETS}{hint}")
     from robustjax.evaluate import figures as eval_figures
 
     eval_figures.check_config(e)  # config.eval.figures, .saliency, .decision_plane
