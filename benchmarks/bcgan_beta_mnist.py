@@ -92,7 +92,8 @@ def main():
         stats, samples = score(defense, state)
         rows.append((beta, stats))
         print(f"beta {beta:g}: " + ", ".join(f"{k} {v:.3f}" for k, v in stats.items()), flush=True)
-        grid = samples[:100].reshape(10, 10, 28, 28).transpose(1, 2, 0, 3).reshape(280, 280)  # column = class
+        # sample i has class i % 10: [row r, column k] = sample 10 r + k, so each column is one class
+        grid = samples[:100].reshape(10, 10, 28, 28).transpose(0, 2, 1, 3).reshape(280, 280)
         ax.imshow(grid, cmap="gray", vmin=0, vmax=1)
         ax.set_xticks(14 + 28 * np.arange(10), [str(k) for k in range(10)], fontsize=7)
         ax.set_yticks([])
@@ -101,7 +102,7 @@ def main():
                      f"{stats['conditioning_class']:.0%}", fontsize=9)
     fig.suptitle("BCGAN, MNIST: samples G(z, c), column = c,\nscored by the frozen pre-trained classifier",
                  fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.92))
     os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
     fig.savefig(a.out, dpi=110)
     print(f"wrote {a.out}")
