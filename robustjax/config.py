@@ -357,9 +357,10 @@ QUICK_CHUNK = 32
 def apply_eval_preset(eval_cfg: ml_collections.ConfigDict) -> tuple[ml_collections.ConfigDict, dict | None]:
     """``config.eval`` as the preset runs it, and the record of what it changed (``None`` for ``"full"``).
 
-    ``"quick"`` caps the loop counts (``QUICK_CAPS``, ``QUICK_DIAGNOSTICS``) and chunks AutoAttack; the record
-    ``{"preset": "quick", "changed": {"attacks.aa_0p3.num_queries": [5000, 1000], ...}}`` goes into
-    results.json and the top of the report, which says that the evaluation is weaker than the config's.
+    ``robustjax.evaluate.evaluate`` applies it, so a caller of the suite gets it too. ``"quick"`` caps the
+    loop counts (``QUICK_CAPS``, ``QUICK_DIAGNOSTICS``) and chunks AutoAttack; the record
+    ``{"preset": "quick", "changed": {"attacks.aa_0p3.num_queries": [5000, 1000], ...}}`` goes into the
+    results (``eval_preset``), results.json and the top of the report, which says the evaluation is weaker.
     The config itself is not changed (a copy is returned).
     """
     if eval_cfg.get("preset", "full") == "full":

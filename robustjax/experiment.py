@@ -208,14 +208,10 @@ def run(config, workdir: str, *, on_step=None, allow_config_change: bool = False
     warnings = loop.loss_warnings(loop.read_metrics(workdir))
     for w in warnings:
         print(f"[robustjax] warning: {w}", file=sys.stderr, flush=True)
-    eval_cfg, preset = config_lib.apply_eval_preset(config.eval)
-    if preset:
-        print(f"[robustjax] evaluation preset {preset['preset']!r}: loop counts capped "
-              f"({len(preset['changed'])} fields), weaker than the config's evaluation", flush=True)
-    results = evaluate.evaluate(defense, state, test_ds, eval_cfg, eval_key, bounds=info.bounds,
+    results = evaluate.evaluate(defense, state, test_ds, config.eval, eval_key, bounds=info.bounds,
                                 keep_examples=config.eval.num_pictures, train_ds=train_ds)
-    if preset:
-        results["eval_preset"] = preset
+    preset = results.get("eval_preset")   # the suite applied config.eval.preset; the figures follow it too
+    eval_cfg, _ = config_lib.apply_eval_preset(config.eval)
     t_figures = time.time()
     figure_data = evaluate.figures.compute(defense, state, test_ds, eval_cfg, jax.random.fold_in(eval_key, 7),
                                            bounds=info.bounds, pictures=results["_pictures"], results=results)

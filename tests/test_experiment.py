@@ -10,9 +10,11 @@ import subprocess
 import sys
 import time
 
+import jax
 import pytest
 import tensorflow_datasets as tfds
 
+from robustjax import data as data_lib
 from robustjax import errors, experiment
 from robustjax.config import base_config
 from robustjax.train import loop
@@ -268,6 +270,14 @@ def test_quick_eval_preset_is_stated_at_the_top_of_the_report(tmp_path):
     assert "EVALUATION PRESET QUICK: loop counts capped: weaker attacks" in head and "num_steps 1000->200" in head
     assert json.load(open(tmp_path / "results.json"))["eval_preset"] == results["eval_preset"]
     assert json.load(open(tmp_path / "config.json"))["eval"]["attacks"]["pgd1000"]["num_steps"] == 1000  # as asked
+    # the suite applies the preset itself: a library caller of evaluate() gets the same record
+    from robustjax import evaluate as evaluate_lib
+    from robustjax.evaluate import transfer
+
+    defense, state, _, info = transfer.load_run(str(tmp_path))
+    _, test_ds, _ = data_lib.load(c.data)
+    direct = evaluate_lib.evaluate(defense, state, test_ds, c.eval, jax.random.PRNGKey(0), bounds=info.bounds)
+    assert direct["eval_preset"] == results["eval_preset"]
     c.eval.preset = "full"   # evaluation only: the finished run is re-evaluated in full, nothing retrained
     again = experiment.run(c, str(tmp_path))
     assert "eval_preset" not in again and "EVALUATION PRESET" not in again["_report"]

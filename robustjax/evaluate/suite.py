@@ -333,9 +333,14 @@ def evaluate(
     Returns a JSON-serialisable dict (plus ``"_pictures"``: numpy arrays of a few clean/adversarial
     examples for the report, removed before saving).
     """
+    from robustjax import config as config_lib
     from robustjax.evaluate import diagnostics as diagnostics_lib
     from robustjax.evaluate import metrics as metrics_lib
 
+    eval_cfg, preset = config_lib.apply_eval_preset(eval_cfg)   # "quick": capped loop counts, recorded below
+    if preset:
+        print(f"[robustjax] evaluation preset {preset['preset']!r}: loop counts capped "
+              f"({len(preset['changed'])} fields), weaker than the config's evaluation", flush=True)
     target = Target.of(model)
     plan = specs_lib.resolve_all(eval_cfg)
     metrics_lib.check_inputs(plan.metrics, train_ds)
@@ -352,6 +357,8 @@ def evaluate(
         progress.stage("clean")
         session.run_clean(clean_key)
         results = _run_suite(session, plan, keep_examples)
+        if preset:
+            results["eval_preset"] = preset
         if plan.metrics:
             progress.stage("metrics")
             results["metrics"] = metrics_lib.run(session, plan.metrics, jax.random.fold_in(key, METRIC_KEYS))
