@@ -1,8 +1,9 @@
 """GanDef's results on a CPU budget: Table 2's rows, Fig. 2's convergence curves, Fig. 4's ratio curve.
 
 Full-budget commands (each writes ``<out>/results.md``, ``summary.json``, ``fig2_convergence.png`` and
-``fig4_ratio.png``; a row whose ``results.json`` exists is not trained again, so an interrupted run
-continues where it stopped):
+``fig4_ratio.png``; a row whose ``results.json`` exists is not trained again, and the first invocation's
+plan is kept in ``plan.json``, so an interrupted run continues where it stopped with the same training size,
+and a row added later, e.g. V1 after a ``--no_v1`` run, trains on it too):
 
     python benchmarks/gandef.py --dataset mnist --npz $ROBUSTJAX_TEST_DATA/mnist.npz \
         --budget_hours 12 --out runs/gandef_mnist
@@ -506,6 +507,34 @@ def write_outputs(a, out: str, summary: dict) -> str:
     return text
 
 
+# The arguments a plan depends on: a re-run of the same --out with other values would mix two budgets.
+PLAN_ARGS = ("dataset", "npz", "budget_hours", "epochs", "batch", "width", "train_pgd_steps", "eval", "strong_eval",
+             "curve_eval", "tiny")
+
+
+def plan_args(a) -> dict:
+    return {k: os.path.abspath(a.npz) if k == "npz" else getattr(a, k) for k in PLAN_ARGS}
+
+
+def saved_plan(a, out: str) -> dict | None:
+    """The plan of an earlier invocation on ``out`` (``plan.json``), so that an interrupted or extended run
+    (e.g. GanDef V1 added later) trains every row on the same training size; ``None`` when there is none.
+    Timing the steps again would give another size on a machine under other load."""
+    path = os.path.join(out, "plan.json")
+    if not os.path.exists(path):
+        return None
+    saved = json.load(open(path))
+    now = plan_args(a)
+    differ = {k: (saved["args"].get(k), now[k]) for k in now if saved["args"].get(k) != now[k]}
+    if differ:
+        sys.exit(f"[plan] {path} was planned with other settings ({differ}: saved, given): give the same "
+                 f"settings to continue that run, or another --out (or delete plan.json) for a new one")
+    size = {k: v for k, v in saved.items() if k != "args"}
+    print(f"[plan] continuing the plan in {path}: {size['train_size']} training examples, "
+          f"{size['epochs']:g} epochs", flush=True)
+    return size
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--dataset", choices=sorted(PAPER), required=True)
@@ -542,8 +571,12 @@ def main():
     rows, skipped = row_defenses(a)
     for msg in skipped:
         print(f"[gandef benchmark] {msg}", flush=True)
-    size = plan(a, rows)
-    print(f"[plan] {json.dumps(size)}", flush=True)
+    size = saved_plan(a, out)
+    if size is None:
+        size = plan(a, rows)
+        print(f"[plan] {json.dumps(size)}", flush=True)
+        if not (a.plan_only or size.get("over_budget")):
+            json.dump({"args": plan_args(a), **size}, open(os.path.join(out, "plan.json"), "w"), indent=2)
     if size.get("over_budget"):
         print("[plan] OVER BUDGET: the evaluation alone needs about the whole budget", flush=True)
     if a.plan_only:

@@ -423,3 +423,22 @@ def test_cifar10_smoke_on_real_npz(cifar_run):
     assert results["info"]["dataset"] == "cifar10" and "detector" not in results
     assert set(results["attacks"]) == {"fgsm", "pgd1"}
     assert all(r["budget_violations"] == 0 for r in results["attacks"].values())
+
+
+def test_benchmark_keeps_its_plan_so_a_resumed_or_extended_run_trains_on_the_same_size(tmp_path):
+    """benchmarks/gandef.py: the first invocation's plan (the training size it fitted to the budget) is
+    reused by the next one on the same --out; other settings there are refused, naming them."""
+    import argparse
+    import json
+
+    from benchmarks import gandef as bench
+
+    a = argparse.Namespace(dataset="mnist", npz="x/mnist.npz", budget_hours=1.5, epochs=3.0, batch=128, width=1.0,
+                           train_pgd_steps=10, eval=500, strong_eval=100, curve_eval=500, tiny=False)
+    assert bench.saved_plan(a, str(tmp_path)) is None
+    size = {"train_size": 34304, "epochs": 3.0, "train_full": 60000}
+    json.dump({"args": bench.plan_args(a), **size}, open(tmp_path / "plan.json", "w"))
+    assert bench.saved_plan(a, str(tmp_path)) == size
+    a.budget_hours = 2.0
+    with pytest.raises(SystemExit, match=r"budget_hours.*1\.5, 2\.0.*another --out"):
+        bench.saved_plan(a, str(tmp_path))
