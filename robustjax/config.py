@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import difflib
 import importlib.util
+import json
 import math
 import os
 from typing import Any
@@ -189,10 +190,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _positive_int(config, "eval.batch_size", e.batch_size)
     _positive_int(config, "eval.num_examples", e.num_examples, allow_zero=True)
     _positive_int(config, "eval.num_pictures", e.num_pictures, allow_zero=True)
-    if e.preset not in EVAL_PRESETS:
-        close = difflib.get_close_matches(str(e.preset), EVAL_PRESETS, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        _fail("eval.preset", f"{e.preset!r} is not one of {EVAL_PRESETS}{hint}")
+    _check_preset(e.preset)
     from robustjax.evaluate import figures as eval_figures
 
     eval_figures.check_config(e)  # config.eval.figures, .saliency, .decision_plane
@@ -354,6 +352,13 @@ QUICK_DIAGNOSTICS = {"many_steps": 200, "square_queries": 500}
 QUICK_CHUNK = 32
 
 
+def _check_preset(preset: Any) -> None:
+    if preset not in EVAL_PRESETS:
+        close = difflib.get_close_matches(str(preset), EVAL_PRESETS, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        _fail("eval.preset", f"{preset!r} is not one of {EVAL_PRESETS}{hint}")
+
+
 def apply_eval_preset(eval_cfg: ml_collections.ConfigDict) -> tuple[ml_collections.ConfigDict, dict | None]:
     """``config.eval`` as the preset runs it, and the record of what it changed (``None`` for ``"full"``).
 
@@ -361,10 +366,18 @@ def apply_eval_preset(eval_cfg: ml_collections.ConfigDict) -> tuple[ml_collectio
     loop counts (``QUICK_CAPS``, ``QUICK_DIAGNOSTICS``) and chunks AutoAttack; the record
     ``{"preset": "quick", "changed": {"attacks.aa_0p3.num_queries": [5000, 1000], ...}}`` goes into the
     results (``eval_preset``), results.json and the top of the report, which says the evaluation is weaker.
-    The config itself is not changed (a copy is returned).
+    The config itself is not changed (a copy is returned). The copy keeps the record (``preset_record``, as
+    JSON), so applying the preset to it again changes nothing and returns the same record, not an empty one.
+
+    Raises:
+      ValueError: ``preset`` is not one of ``EVAL_PRESETS`` (a typo must not run a weaker evaluation).
     """
-    if eval_cfg.get("preset", "full") == "full":
+    preset = eval_cfg.get("preset", "full")
+    _check_preset(preset)
+    if preset == "full":
         return eval_cfg, None
+    if eval_cfg.get("preset_record") is not None:   # this function's own copy: already capped
+        return eval_cfg, json.loads(eval_cfg.preset_record)
     e = ml_collections.ConfigDict(eval_cfg.to_dict())
     changed = {}
     for group in ("attacks", "curves", "metrics"):
@@ -384,7 +397,9 @@ def apply_eval_preset(eval_cfg: ml_collections.ConfigDict) -> tuple[ml_collectio
         if int(d[k]) > cap:
             changed[f"diagnostics.{k}"] = [int(d[k]), cap]
             d[k] = cap
-    return e, {"preset": str(eval_cfg.preset), "changed": changed}
+    record = {"preset": str(preset), "changed": changed}
+    e.preset_record = json.dumps(record)
+    return e, record
 
 
 def _tag(eps: float) -> str:

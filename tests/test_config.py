@@ -1,5 +1,6 @@
 """Config validation fails before training, naming the field; config files and their args load."""
 
+import json
 import os
 
 import pytest
@@ -83,9 +84,16 @@ def test_quick_eval_preset_caps_loop_counts_of_every_spec_and_records_them():
     assert ch["metrics.transfer_cw_l2_k2p3.attack.num_steps"] == [1000, 200]      # a metric's attack spec
     assert "attacks.pgd40_0p3.num_steps" not in ch and e.attacks.pgd40_0p3.num_steps == 40   # under the cap
     assert e.attacks.deepfool100.num_steps == 100 and e.num_examples == c.eval.num_examples
+    again, record_again = apply_eval_preset(e)                     # applied twice (the suite gets the copy):
+    assert record_again == record and again.to_dict() == e.to_dict()   # nothing capped again, same record
     validate_copy = c.copy_and_resolve_references()
-    validate_copy.eval = e
+    capped = e.to_dict()
+    assert json.loads(capped.pop("preset_record")) == record      # the copy carries its record
+    validate_copy.eval = capped
     validate(validate_copy)
+    c.eval.preset = "quik"                                          # a typo must not run a weaker evaluation
+    with pytest.raises(ValueError, match=r"eval.preset: 'quik' is not one of.*did you mean 'quick'"):
+        apply_eval_preset(c.eval)
 
 
 def test_parse_arg():

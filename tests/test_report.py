@@ -238,6 +238,21 @@ def test_cross_run_tables_align_attacks_blank_the_missing_and_say_so(tmp_path):
     assert list(csv.reader(open(paths["pointwise"])))[1] == ["0.1", "0.61", "0.81", "0.71"]
 
 
+def test_a_quick_preset_run_is_marked_and_a_mix_of_presets_is_noted(tmp_path):
+    a = _fake_run(tmp_path / "a", "pgd_at", 0.1, {"pgd": _atk("pgd", 0.1, 0.6)})
+    b = _fake_run(tmp_path / "b", "pgd_at", 0.3, {"pgd": _atk("pgd", 0.1, 0.8)})
+    res = json.load(open(b / "results.json"))
+    res["eval_preset"] = {"preset": "quick", "changed": {"attacks.pgd.num_steps": [1000, 200]}}
+    json.dump(res, open(b / "results.json", "w"))
+    runs = [compare.load_run(str(p)) for p in (a, b)]
+    assert [r.eval_preset for r in runs] == ["full", "quick"]
+    _, md = compare.write(runs, str(tmp_path / "out"))
+    assert "| pgd_at eps_t=0.3 (EVALUATION PRESET QUICK: capped attacks, weaker) |" in md
+    assert "Note: the runs were evaluated with different presets: pgd_at eps_t=0.3 with capped" in md
+    _, md = compare.write(runs[:1], str(tmp_path / "one"))
+    assert "PRESET" not in md and "different presets" not in md
+
+
 def test_runs_with_the_same_name_are_told_apart(tmp_path):
     a = _fake_run(tmp_path / "a", "standard", None, {}, smoke=True)
     b = _fake_run(tmp_path / "b", "standard", None, {})

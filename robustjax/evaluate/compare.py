@@ -73,6 +73,11 @@ class Run:
         return bool(self.config.get("smoke", False))
 
     @property
+    def eval_preset(self) -> str:
+        """``"quick"`` when the run's evaluation had capped loop counts (``config.eval.preset``), else ``"full"``."""
+        return str((self.results.get("eval_preset") or {}).get("preset", "full"))
+
+    @property
     def dataset(self) -> str:
         return str((self.results.get("info") or {}).get("dataset", (self.config.get("data") or {}).get("name", "?")))
 
@@ -366,6 +371,8 @@ def write(runs: Sequence[Run], out: str, *, eps: Sequence[float] | None = None, 
     lines += ["| run | directory | dataset | examples |", "|---|---|---|---|"]
     for run in runs:
         smoke = " (SMOKE RUN: numbers mean nothing)" if run.smoke else ""
+        if run.eval_preset != "full":
+            smoke += f" (EVALUATION PRESET {run.eval_preset.upper()}: capped attacks, weaker)"
         lines.append(f"| {run.name}{smoke} | {run.path} | {run.dataset} | {run.results.get('num_examples', '?')} |")
     lines.append("")
     datasets = {run.dataset for run in runs}
@@ -374,6 +381,12 @@ def write(runs: Sequence[Run], out: str, *, eps: Sequence[float] | None = None, 
         lines += [f"Note: the runs use different datasets ({', '.join(sorted(datasets))}).", ""]
     if len(counts) > 1:
         lines += [f"Note: the runs were evaluated on different numbers of test examples ({sorted(counts, key=str)}).", ""]
+    presets = {run.eval_preset for run in runs}
+    if len(presets) > 1:
+        quick = [run.name for run in runs if run.eval_preset != "full"]
+        lines += [f"Note: the runs were evaluated with different presets: {', '.join(quick)} with capped loop counts "
+                  "(`eval.preset` quick), the others in full. Their robust accuracies are upper bounds from weaker "
+                  "attacks: compare them with care, or re-evaluate with `--config.eval.preset=full`.", ""]
     lines += ["## Accuracy per attack", "", _md_table(table), ""]
     lines += [f"Note: {n}" for n in table.notes]
     if table.notes:
