@@ -508,8 +508,8 @@ def write_outputs(a, out: str, summary: dict) -> str:
 
 
 # The arguments a plan depends on: a re-run of the same --out with other values would mix two budgets.
-PLAN_ARGS = ("dataset", "npz", "budget_hours", "epochs", "batch", "width", "train_pgd_steps", "eval", "strong_eval",
-             "curve_eval", "tiny")
+PLAN_ARGS = ("dataset", "npz", "budget_hours", "epochs", "batch", "width", "lr", "d_lr", "train_pgd_steps", "ramp",
+             "eval", "strong_eval", "curve_eval", "tiny")
 
 
 def plan_args(a) -> dict:

@@ -255,6 +255,22 @@ def plot(results: dict, curves: dict | None, out_dir: str) -> list[str]:
     return paths
 
 
+MNIST_TEST = 10000   # test images in MNIST: what num_examples=0 evaluates
+
+
+def same_matrix(saved: dict, runs: list, spec: dict, n_eval: int) -> bool:
+    """Whether a saved transfer matrix was crafted on ``runs`` with ``spec`` over ``n_eval`` test images (0:
+    all), so that a re-run with another --eval or JSMA setting computes it again instead of mixing budgets."""
+    from robustjax import attacks
+
+    if not saved or saved.get("runs") != runs:
+        return False
+    if saved.get("attack") != attacks.resolve(dict(spec), where="jsma").spec:
+        return False
+    n = saved.get("num_examples")
+    return n == (min(n_eval, MNIST_TEST) if n_eval else MNIST_TEST)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--npz", default="", help="MNIST as an npz (else the config's tfds source)")
@@ -314,8 +330,9 @@ def main():
         spec = dict(load_config(CONFIG, ROWS["cnn"][0]).eval.attacks["jsma"])
         path = os.path.join(a.out, "jsma_matrix.json")
         runs = [os.path.join(a.out, n) for n in [SOURCE] + full]
-        if os.path.exists(path) and json.load(open(path)).get("runs") == runs:
-            jsma = json.load(open(path))          # computed already for these rows
+        saved = json.load(open(path)) if os.path.exists(path) else {}
+        if same_matrix(saved, runs, spec, n_eval):
+            jsma = saved                          # computed already for these rows, this attack and budget
         else:
             jsma = transfer.transfer_matrix(runs, spec, num_examples=n_eval)
             with open(path, "w") as f:

@@ -434,7 +434,8 @@ def test_benchmark_keeps_its_plan_so_a_resumed_or_extended_run_trains_on_the_sam
     from benchmarks import gandef as bench
 
     a = argparse.Namespace(dataset="mnist", npz="x/mnist.npz", budget_hours=1.5, epochs=3.0, batch=128, width=1.0,
-                           train_pgd_steps=10, eval=500, strong_eval=100, curve_eval=500, tiny=False)
+                           lr=1e-3, d_lr=1e-2, train_pgd_steps=10, ramp=1.0, eval=500, strong_eval=100, curve_eval=500,
+                           tiny=False)
     assert bench.saved_plan(a, str(tmp_path)) is None
     size = {"train_size": 34304, "epochs": 3.0, "train_full": 60000}
     json.dump({"args": bench.plan_args(a), **size}, open(tmp_path / "plan.json", "w"))

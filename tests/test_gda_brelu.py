@@ -197,3 +197,20 @@ def test_tables_script_reads_each_table_from_the_results():
     assert "| defense | fgsm_0p1 | deepfool100 | jsma |" in md and "| cnn | 90.00 | 95.00 | 70.00 |" in md
     strong = next(line for line in md.splitlines() if line.startswith("| cnn | 0.990 |"))
     assert strong.endswith("| 0.000 | - | 0.050 | 1.50 | 1.23 | 0.900 | 2 |") and data["jsma_matrix"] is jsma
+
+
+def test_saved_jsma_matrix_is_reused_only_for_the_same_runs_attack_and_budget():
+    """gda_brelu_mnist.py --jsma_matrix: a re-run with another --eval or JSMA setting computes the matrix again
+    instead of putting a column measured on other images or another attack beside the new ones."""
+    from benchmarks import gda_brelu_mnist as bench
+    from robustjax import attacks
+
+    spec = {"attack": "jsma", "theta": 0.1, "gamma": 1.0, "saliency": "target_probability", "reuse_features": True}
+    saved = {"runs": ["a", "b"], "attack": attacks.resolve(dict(spec), where="t").spec, "num_examples": 100}
+    assert bench.same_matrix(saved, ["a", "b"], spec, 100)
+    assert not bench.same_matrix(saved, ["a", "c"], spec, 100)
+    assert not bench.same_matrix(saved, ["a", "b"], spec, 200)
+    assert not bench.same_matrix(saved, ["a", "b"], {**spec, "saliency": "pairs"}, 100)
+    assert not bench.same_matrix(saved, ["a", "b"], spec, 0)              # 0: all 10,000 test images
+    assert bench.same_matrix({**saved, "num_examples": 10000}, ["a", "b"], spec, 0)
+    assert not bench.same_matrix({}, ["a", "b"], spec, 100)
