@@ -180,6 +180,11 @@ def test_rise_is_the_largest_gain_of_accuracy_at_a_larger_radius():
     rise, lo, hi = diagnostics._rise([(0.0, 0.9, "0"), (0.3, 0.2, "3"), (0.1, 0.5, "1"), (0.2, 0.65, "2")])
     assert rise == pytest.approx(0.15) and (lo[2], hi[2]) == ("1", "2")      # sorted by eps first
     assert diagnostics._rise([(0.0, 0.9, "0"), (0.1, 0.5, "1"), (0.2, 0.5, "2")]) == (0.0, None, None)
+    # two points at one radius (a repeated grid value, two labels of one attack): the lower one does not hide
+    # the rise from a smaller radius to the higher one, and points at one radius are no rise
+    rise, lo, hi = diagnostics._rise([(0.1, 0.5, "a"), (0.2, 0.3, "b"), (0.2, 0.6, "c")])
+    assert rise == pytest.approx(0.1) and (lo[2], hi[2]) == ("a", "c")
+    assert diagnostics._rise([(0.2, 0.3, "b"), (0.2, 0.6, "c")]) == (0.0, None, None)
 
 
 def test_accuracy_that_rises_with_eps_is_flagged_from_the_suites_own_attacks_and_curves():
@@ -202,8 +207,13 @@ def test_accuracy_that_rises_with_eps_is_flagged_from_the_suites_own_attacks_and
                   {"eps": 0.3, "robust_accuracy": 0.61}, {"eps": 0.5, "robust_accuracy": 0.30}]},
               "bb": {"attack": "fgsm, black-box", "norm": "linf", "black_box": True, "points": [
                   {"eps": 0.1, "robust_accuracy": 0.2}, {"eps": 0.3, "robust_accuracy": 0.9}]}}
+    rising = [{"eps": 0.1, "robust_accuracy": 0.2}, {"eps": 0.3, "robust_accuracy": 0.9}]
+    curves["naive"] = {"attack": "pgd", "norm": "linf", "points": rising}     # other threats, as _comparable
+    curves["vs_detector"] = {"attack": "pgd", "norm": "linf", "points": rising}
+    options = {"naive": {"adaptive": False}, "vs_detector": {"against_detector": True}}
     cfg = {"max_gap": 0.05}
-    entries, warnings = diagnostics._eps_monotonic(session, cfg, diagnostics._comparable(session), {"curves": curves})
+    entries, warnings = diagnostics._eps_monotonic(session, cfg, diagnostics._comparable(session), {"curves": curves},
+                                                   options)
     by = {e["label"]: e for e in entries}
     assert set(by) == {"attacks fgsm_0p1, fgsm_0p3", "attacks pgd_0p1, pgd_0p3", "curve fgsm"}   # no black-box curve
     fg = by["attacks fgsm_0p1, fgsm_0p3"]
@@ -217,7 +227,8 @@ def test_accuracy_that_rises_with_eps_is_flagged_from_the_suites_own_attacks_and
 
 
 def _eps_flagged(session, cfg, curves):
-    entries, _ = diagnostics._eps_monotonic(session, cfg, diagnostics._comparable(session), {"curves": curves})
+    entries, _ = diagnostics._eps_monotonic(session, cfg, diagnostics._comparable(session), {"curves": curves},
+                                            {"naive": {"adaptive": False}, "vs_detector": {"against_detector": True}})
     return [e["label"] for e in entries if e["flagged"]]
 
 

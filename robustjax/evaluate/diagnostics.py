@@ -59,7 +59,8 @@ Checks (``results["diagnostics"]["checks"]``) and their rules:
     Robustness", Sec. 5: accuracy should fall monotonically with the distortion bound; Athalye et al. list
     "increasing distortion bound does not increase success" among the signs of obfuscated gradients).
     From what the suite already ran, no attack of its own: every white-box robustness curve, and every
-    group of suite attacks that differ only in eps (``fgsm_0p1`` and ``fgsm_0p3``). ``rise`` = the largest
+    group of suite attacks that differ only in eps (``fgsm_0p1`` and ``fgsm_0p3``); the naive
+    (``adaptive=False``) and detector-aware ones are left out, as in the other checks. ``rise`` = the largest
     robust accuracy at a radius minus the robust accuracy at any smaller radius of the same attack;
     flagged when ``rise`` > ``max_gap``. One-step attacks on a model trained against them (FGSM-AT's label
     leaking, a curved loss) are the usual cause; the iterative attacks then give the number to quote.
@@ -72,6 +73,7 @@ Output: ``results["diagnostics"] = {"warnings": [...], "checks": {...}, "num_exa
 from __future__ import annotations
 
 import inspect
+import itertools
 import math
 
 import jax
@@ -370,18 +372,21 @@ def _autoattack(session, cfg, comparable) -> tuple[list, list]:
 def _rise(points: list[tuple[float, float, str]]) -> tuple[float, tuple, tuple]:
     """The largest ``acc_j - acc_i`` over ``eps_i < eps_j`` of ``(eps, robust accuracy, label)`` points, with
     the two points (``(0.0, None, None)`` when it never rises)."""
-    points = sorted(points)
     best, lo_pt, hi_pt = 0.0, None, None
-    low = None
-    for p in points:
-        if low is not None and p[1] - low[1] > best and p[0] > low[0]:
-            best, lo_pt, hi_pt = p[1] - low[1], low, p
-        if low is None or p[1] < low[1]:
-            low = p
+    low = None   # the lowest point at a strictly smaller eps than the group at hand
+    for _, group in itertools.groupby(sorted(points), key=lambda p: p[0]):
+        group = list(group)
+        if low is not None:
+            for p in group:
+                if p[1] - low[1] > best:
+                    best, lo_pt, hi_pt = p[1] - low[1], low, p
+        g_low = min(group, key=lambda p: p[1])
+        if low is None or g_low[1] < low[1]:
+            low = g_low
     return best, lo_pt, hi_pt
 
 
-def _eps_monotonic(session, cfg, comparable, results) -> tuple[list, list]:
+def _eps_monotonic(session, cfg, comparable, results, curve_options) -> tuple[list, list]:
     entries, warnings = [], []
     groups: dict = {}
     for label, atk in comparable.items():
@@ -390,7 +395,8 @@ def _eps_monotonic(session, cfg, comparable, results) -> tuple[list, list]:
     series = [(f"attacks {', '.join(sorted(p[2] for p in pts))}", key[0], key[1], pts)
               for key, pts in sorted(groups.items(), key=lambda kv: sorted(p[2] for p in kv[1])) if len(pts) > 1]
     for label, curve in (results.get("curves") or {}).items():
-        if curve.get("black_box"):
+        options = curve_options.get(label, {})   # as _comparable: the naive and detector-aware curves are other threats
+        if curve.get("black_box") or not options.get("adaptive", True) or options.get("against_detector", False):
             continue
         pts = [(float(p["eps"]), float(p["robust_accuracy"]), f"{label}@{p['eps']:g}") for p in curve["points"]]
         if len(pts) > 1:
@@ -429,7 +435,8 @@ def run(session, plan, results: dict, key) -> dict:
                      ("black_box", lambda: _black_box(session, cfg, comparable, norm, eps, m, keys[4], own_runs,
                                                       results)),
                      ("autoattack", lambda: _autoattack(session, cfg, comparable)),
-                     ("eps_monotonic", lambda: _eps_monotonic(session, cfg, comparable, results))):
+                     ("eps_monotonic", lambda: _eps_monotonic(session, cfg, comparable, results,
+                                                              {k: o for k, (_, o, _) in plan.curves.items()}))):
         session.progress.stage(f"diagnostics: {name}")
         checks[name], found = fn()
         warnings += found
