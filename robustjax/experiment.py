@@ -78,9 +78,13 @@ def config_changes(workdir: str) -> list[dict]:
 
 
 def _same_file(old, new) -> bool:
-    """Two spellings of one existing file or directory (``../data/mnist.npz`` and its absolute path, or a
-    run resumed from another working directory): recorded as a change, but not one that alters training."""
-    if not (isinstance(old, str) and isinstance(new, str) and old and new):
+    """Two spellings of one existing file or directory (an absolute path, and the relative one that names it
+    from the directory a run is resumed in): recorded as a change, but not one that alters training.
+
+    Only when the old value is absolute: a relative one was relative to the directory the run was started
+    from, which is not recorded, and read from today's directory it may name another file of that name.
+    """
+    if not (isinstance(old, str) and isinstance(new, str) and old and new and os.path.isabs(old)):
         return False
     try:
         return os.path.samefile(old, new)

@@ -257,6 +257,13 @@ def test_resume_with_the_same_data_file_spelled_another_way_is_not_a_training_ch
     (data / "e.npz").write_bytes((data / "d.npz").read_bytes())   # a copy is another file: refused
     with pytest.raises(errors.ConfigChangedError, match=r"config\.data\.path"):
         experiment.run(cfg("e.npz"), w)
+    # a run started with a relative path: the directory it was relative to is unknown, so the same name read
+    # from here could be another file; refused, even where it happens to be the same one
+    w2 = str(tmp_path / "run2")
+    experiment.run(cfg("d.npz"), w2)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(errors.ConfigChangedError, match=r"config\.data\.path"):
+        experiment.run(cfg(str(data / "d.npz")), w2)
 
 
 def test_quick_eval_preset_is_stated_at_the_top_of_the_report(tmp_path):
