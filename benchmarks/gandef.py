@@ -414,10 +414,6 @@ def crossover(c1, a1, c2, a2) -> float | None:
     return rho if 0.0 <= rho <= 1.0 else None
 
 
-def _secs(v) -> str:
-    return "?" if v is None else f"{v:.0f}"   # "?": a row finished before row times were kept
-
-
 def write_outputs(a, out: str, summary: dict) -> str:
     import matplotlib
 
@@ -511,7 +507,7 @@ def write_outputs(a, out: str, summary: dict) -> str:
     for k, v in cross.items():
         md.append(f"- {k}: " + ("none in [0, 1]" if v is None else f"{100 * v:.1f}%"))
     md += ["", "Time per row (training + its evaluation, s): " + ", ".join(
-        f"{LABELS[r]} {_secs(e.get('row_seconds'))} (train {e['train_seconds']:.0f})" for r, e in summary["runs"].items()),
+        f"{LABELS[r]} {e['row_seconds']:.0f} (train {e['train_seconds']:.0f})" for r, e in summary["runs"].items()),
         "", "![Fig. 2](fig2_convergence.png)", "", "![Fig. 4](fig4_ratio.png)", ""]
     text = "\n".join(md)
     with open(os.path.join(out, "results.md"), "w") as f:
