@@ -404,3 +404,70 @@ def test_configs_hold_the_papers_radii_and_protocol():
         assert c.model.name == ("resnet18" if name == "bcgan_cifar10.py" else "lenet")
         assert c.defense.name == "bcgan" and c.data.source == "tfds"
     assert load_config("bcgan_toy2d.py", "beta=0.1").defense.beta == 0.1
+
+
+# ----------------------------------------------------------------------------------------------
+# benchmarks/bcgan_table.py: the paper's Table 1 rows at one budget, one evaluation.
+
+
+def _bench_table():
+    from benchmarks import bcgan_table
+
+    return bcgan_table
+
+
+@pytest.mark.parametrize("dataset, e1, e2, pgd_at_eps", [("mnist", 0.2, 0.4, 0.3), ("fashion_mnist", 0.05, 0.15, 0.15)])
+def test_table_script_gives_every_row_the_same_budget_and_bcgans_evaluation(dataset, e1, e2, pgd_at_eps):
+    from robustjax.config import validate
+
+    bench = _bench_table()
+    data = ["--npz", "x.npz"] if dataset == "mnist" else ["--idx", "/data/fmnist"]
+    a = bench.parse(["--dataset", dataset, *data, "--train", "1000", "--epochs", "2", "--gan_epochs", "1",
+                     "--eval", "64", "--train_steps", "5"])
+    assert a.out == f"runs/bcgan_{dataset}"
+    t1, t2 = (f"{e:g}".replace(".", "p") for e in (e1, e2))
+    for row in bench.ROWS:
+        c, o, _ = bench.row_config(a, row)
+        bench.add_cw(c, 2, 10)
+        validate(c)
+        assert (c.data.name, c.data.train_size, c.train.epochs, c.eval.num_examples) == (dataset, 1000, 2.0, 64), row
+        assert c.data.path == ("x.npz" if dataset == "mnist" else "/data/fmnist"), row
+        assert {f"fgsm_{t1}", f"fgsm_{t2}", f"pgd40_{t1}", f"pgd40_{t2}", f"pgd1000_{t2}", f"aa_{t2}",
+                "cw_l2"} <= set(c.eval.attacks), row
+        assert c.eval.attacks[f"fgsm_{t2}"].eps == e2 and c.eval.metrics.rho_adv.num_examples == 64, row
+        if row.startswith("fgsm_at"):
+            assert c.defense.attack.eps == (e1 if row.endswith("1") else e2)
+        if row == "pgd_at":
+            assert (c.defense.attack.eps, c.defense.attack.num_steps) == (pgd_at_eps, 5)
+            assert c.defense.attack.step_size == pytest.approx(2.5 * pgd_at_eps / 5)
+        if row == "bcgan":
+            d = c.defense
+            assert (d.pretrain_epochs, d.gan_epochs, d.num_boundary_samples) == (2.0, 1.0, 1000)
+        if row == "defense_gan":
+            assert c.defense.gan_epochs == 1.0
+            assert c.eval.attacks[f"pgd40_{t2}_naive"].adaptive is False and f"apgd_eot_{t2}" in c.eval.attacks
+        else:
+            assert not any(k.endswith("_naive") or "eot" in k for k in c.eval.attacks), row
+    with pytest.raises(SystemExit):
+        bench.parse(["--npz", "x.npz", "--idx", "y"])
+
+
+def test_table_script_reports_accuracy_on_adversarial_beside_the_papers_numbers():
+    bench = _bench_table()
+    cw = {"accuracy_on_adversarial": 0.0, "median_l2": 1.234,
+          "at_radius": [{"radius": 1.5, "robust_accuracy": 0.4, "accuracy_on_adversarial": 0.5},
+                        {"radius": 2.0, "robust_accuracy": 0.2, "accuracy_on_adversarial": 0.25}]}
+    attacks = {"fgsm_0p2": {"accuracy_on_adversarial": 0.9, "robust_accuracy": 0.8},
+               "aa_0p4": {"accuracy_on_adversarial": 0.011}, "cw_l2": cw}
+    res = {"clean_accuracy": 0.977, "attacks": attacks,
+           "metrics": {"rho_adv": {"value": 1.5, "not_flipped": 0.1}}}
+    lines = bench.table({"bcgan": res}, "mnist").splitlines()
+    assert lines[0].startswith("| defense | clean | FGSM 0.2 | FGSM 0.4 | PGD-40 0.2 | PGD-40 0.4 | C&W-L2 |")
+    assert lines[2] == ("| bcgan | 97.7 | 90.0 | - | - | - | 0.0 | - | 1.1 | 50.0 | 25.0 | 1.23 | 1.50 (10%) "
+                        "| 97.7 / 97.4 / 97.3 / 97.4 / 97.5 / 1.94 |")
+    naive = {"clean_accuracy": 0.9, "attacks": {"pgd40_0p4": {"accuracy_on_adversarial": 0.1},
+                                                "pgd40_0p4_naive": {"accuracy_on_adversarial": 0.8}}}
+    lines = bench.table({"defense_gan": naive}, "mnist").splitlines()
+    assert lines[2].startswith("| defense_gan (BPDA) | 90.0 | - | - | - | 10.0 |")
+    assert lines[3].startswith("| defense_gan (naive attacker) | 90.0 | - | - | - | 80.0 |")
+    assert lines[3].endswith("| - | - |")
