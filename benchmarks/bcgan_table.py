@@ -24,7 +24,8 @@ attacks: FGSM and PGD-40 (step 0.01, random start) at both radii, PGD-1000 and A
 rho_adv (Table 2) on the first 200 images, plus C&W-L2 (``--cw_search`` x ``--cw_steps``) with its
 accuracy at L2 radii 1.5 and 2.0 and the median L2 of its successes. Defense-GAN is attacked through BPDA
 and also naively and with EOT (its config's). The table reports what the paper reports, accuracy on the
-adversarial examples, beside the paper's numbers; ``<out>/compare`` has robust accuracy and the curves.
+adversarial examples, beside the paper's numbers; ``<out>/compare`` has robust accuracy and the curves;
+``<out>/fig4_planes.png`` is the paper's Fig. 4, the original's decision planes above BCGAN's.
 A finished row (``results.json`` present) is not run again and an interrupted one resumes.
 """
 
@@ -162,6 +163,32 @@ def table(results: dict, dataset: str) -> str:
     return "\n".join(lines)
 
 
+def planes(out: str, rows=("original", "bcgan")) -> str | None:
+    """The paper's Fig. 4: each row's decision planes around the same test images (the suite draws one
+    ``decision_plane.png`` per run), one above the other, into ``<out>/fig4_planes.png``; None when a
+    row's picture is missing."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.image
+    import matplotlib.pyplot as plt
+
+    paths = [os.path.join(out, r, "decision_plane.png") for r in rows]
+    if not all(os.path.exists(p) for p in paths):
+        return None
+    images = [matplotlib.image.imread(p) for p in paths]
+    fig, axes = plt.subplots(len(rows), 1, figsize=(7, 6.3 * len(rows)))
+    for ax, row, image in zip(axes, rows, images):
+        ax.imshow(image)
+        ax.set_title(row, fontsize=14, fontweight="bold")
+        ax.axis("off")
+    fig.tight_layout()
+    path = os.path.join(out, "fig4_planes.png")
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def parse(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--dataset", default="mnist", choices=list(PAPER))
@@ -211,6 +238,9 @@ def main():
     md = table(results, a.dataset)
     open(os.path.join(a.out, "table.md"), "w").write(md + "\n")
     print(md)
+    fig = planes(a.out)
+    if fig:
+        print(f"Fig. 4 (decision planes, original above BCGAN): {fig}")
     for name, res in results.items():
         warnings = res.get("diagnostics", {}).get("warnings", [])
         print(f"{name}: {len(warnings)} gradient-masking warning(s)" + "".join(f"\n  - {w}" for w in warnings))

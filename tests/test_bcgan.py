@@ -471,3 +471,20 @@ def test_table_script_reports_accuracy_on_adversarial_beside_the_papers_numbers(
     assert lines[2].startswith("| defense_gan (BPDA) | 90.0 | - | - | - | 10.0 |")
     assert lines[3].startswith("| defense_gan (naive attacker) | 90.0 | - | - | - | 80.0 |")
     assert lines[3].endswith("| - | - |")
+
+
+def test_table_script_stacks_the_decision_planes_of_the_original_and_bcgan(tmp_path):
+    import matplotlib.image
+
+    bench = _bench_table()
+    assert bench.planes(str(tmp_path)) is None  # no run has drawn its planes yet
+    for row, value in (("original", 0.2), ("bcgan", 0.8)):
+        os.makedirs(tmp_path / row)
+        matplotlib.image.imsave(tmp_path / row / "decision_plane.png", np.full((40, 60), value), cmap="gray",
+                                vmin=0.0, vmax=1.0)
+    path = bench.planes(str(tmp_path))
+    assert path == str(tmp_path / "fig4_planes.png")
+    image = matplotlib.image.imread(path)[..., 0]
+    top, bottom = image[: len(image) // 2], image[len(image) // 2:]
+    assert np.isclose(np.median(top[top < 0.95]), 0.2, atol=0.05)  # the original above, BCGAN below
+    assert np.isclose(np.median(bottom[bottom < 0.95]), 0.8, atol=0.05)
