@@ -157,7 +157,7 @@ def table(results: dict, dataset: str) -> str:
             rho = (res.get("metrics") or {}).get("rho_adv")
             cells.append("-" if variant or not rho else f"{rho['value']:.2f} ({100 * rho['not_flipped']:.0f}%)")
             paper = PAPER[dataset].get(name)
-            cells.append("-" if variant or not paper else " / ".join(f"{v:g}" for v in paper))
+            cells.append("-" if variant or not paper else " / ".join(f"{v:.1f}" for v in paper[:-1]) + f" / {paper[-1]:.2f}")
             label = name + (" (naive attacker)" if variant else (" (BPDA)" if naive else ""))
             lines.append(f"| {label} | {_pct(res['clean_accuracy'])} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

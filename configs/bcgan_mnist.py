@@ -9,8 +9,9 @@
 The comparison rows of Table 1 are configs/fgsm_at_mnist.py (the FGSM models), configs/pgd_at_mnist.py,
 configs/distillation_mnist.py and configs/defense_gan_mnist.py. The paper reports for BCGAN on MNIST 97.7%
 clean, 97.4 / 97.3% under FGSM 0.2 / 0.4, 97.4% under PGD-40, 97.5% under C&W-L2 (Table 1) and rho_adv
-1.94 (Table 2). No result of this config is recorded yet: it needs hours of a quiet CPU (run the
-command above; the report lands in the workdir).
+1.94 (Table 2). docs/results.md ("BCGAN on MNIST") has this config beside those rows at a CPU budget
+(benchmarks/bcgan_table.py; 10,000 images, 3 epochs a phase): there BCGAN is no more robust than the
+original under any attack. The config's own length needs about 15 hours of a 2-core CPU for the AC-GAN.
 
 What the paper fixes, and what is chosen here (robustjax/defenses/bcgan.py says why for each field):
 
