@@ -61,11 +61,13 @@ PAPER = {
               "fgsm_at_2": (98.8, 96.3, 92.3, 44.5, 96.3, 0.86), "pgd_at": (99.1, 97.1, 92.6, 93.6, 96.4, 0.88),
               "distillation": (96.9, 96.0, 96.0, 96.0, 2.1, 1.67), "defense_gan": (90.1, 83.1, 71.2, 77.0, 34.4, 0.10),
               "bcgan": (97.7, 97.4, 97.3, 97.4, 97.5, 1.94)},
-    "fashion_mnist": {"original": (90.9, 60.7, 18.6, 0.0, 0.0, 0.15), "fgsm_at_1": (90.3, 81.1, 58.5, 2.0, 54.4, 0.27),
+    "fashion_mnist": {"original": (90.9, 60.7, 18.6, 0.0, 0.0, 0.15),
+                      "fgsm_at_1": (90.3, 81.1, 58.5, 2.0, 54.4, 0.27),
                       "fgsm_at_2": (89.0, 80.5, 76.0, 14.9, 82.3, 0.47),
                       "pgd_at": (83.5, 81.5, 77.7, 67.3, 84.9, 0.58),
                       "distillation": (88.1, 80.4, 80.2, 80.1, 0.0, 1.65),
-                      "defense_gan": (83.5, 78.9, 69.0, 49.8, 37.9, 0.11), "bcgan": (85.4, 83.8, 83.8, 83.6, 85.9, 1.70)},
+                      "defense_gan": (83.5, 78.9, 69.0, 49.8, 37.9, 0.11),
+                      "bcgan": (85.4, 83.8, 83.8, 83.6, 85.9, 1.70)},
 }
 
 
@@ -157,7 +159,10 @@ def table(results: dict, dataset: str) -> str:
             rho = (res.get("metrics") or {}).get("rho_adv")
             cells.append("-" if variant or not rho else f"{rho['value']:.2f} ({100 * rho['not_flipped']:.0f}%)")
             paper = PAPER[dataset].get(name)
-            cells.append("-" if variant or not paper else " / ".join(f"{v:.1f}" for v in paper[:-1]) + f" / {paper[-1]:.2f}")
+            if variant or not paper:
+                cells.append("-")
+            else:  # five percentages, then rho_adv
+                cells.append(" / ".join(f"{v:.1f}" for v in paper[:-1]) + f" / {paper[-1]:.2f}")
             label = name + (" (naive attacker)" if variant else (" (BPDA)" if naive else ""))
             lines.append(f"| {label} | {_pct(res['clean_accuracy'])} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
