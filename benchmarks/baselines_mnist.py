@@ -12,15 +12,18 @@ script prints the equivalent command of each; ``--print`` only prints them). A f
 (``results.json`` present) is not run again and an interrupted one resumes: re-run the same command.
 
 Budget options (they override the configs' settings; ``--paper`` leaves them alone): ``--train`` first N
-training images, ``--epochs`` (every phase: distillation's teacher follows its student, Defense-GAN's
-WGAN gets ``--epochs`` too), ``--train_steps`` train-time PGD steps (step ``2.5 eps / steps``; the
-configs' PGD-40 of 0.01 otherwise), ``--ramp`` epochs of eps curriculum, ``--eval`` test images.
+training images, ``--epochs`` (every phase: distillation's teacher follows its student; Defense-GAN's
+WGAN gets ``--gan_epochs``, by default ``--epochs`` too), ``--train_steps`` train-time PGD steps (step
+``2.5 eps / steps``; the configs' PGD-40 of 0.01 otherwise), ``--ramp`` epochs of eps curriculum,
+``--eval`` test images.
 
 Evaluation: each config's own suite (``linf_suite``: FGSM and PGD-40 at 0.1 and 0.3, PGD-1000 and
 AutoAttack at 0.3, a PGD-40 curve; the naive and EOT attacks of feature squeezing and Defense-GAN) plus
 C&W-L2 (``--cw_search`` binary-search steps x ``--cw_steps`` Adam steps; the paper's 9 x 1000 with
 ``--paper``) with accuracy at L2 radii 1.5 and 2.0 and the median L2 of its successes (compare minimal-norm
-attacks at a radius, not by success rate), naive as well where the row has naive attacks. The table is
+attacks at a radius, not by success rate), naive as well where the row has naive attacks. Defense-GAN,
+whose every prediction runs its projection, gets a CPU-sized evaluation (``COSTLY`` below: no PGD-1000 or
+AutoAttack, ``--costly_eval`` images, C&W at ``--costly_cw``); its printed command says what. The table is
 written by ``robustjax.report`` into ``<out>/compare`` (robust accuracy), plus ``<out>/table.md`` with the
 C&W columns.
 """
@@ -56,6 +59,16 @@ ROWS = {
 }
 CW_RADII = [1.5, 2.0]
 
+# Rows whose every prediction runs an inner optimisation: Defense-GAN projects each input with L x R
+# generator passes (200 at its config's defaults: 46 ms per image per prediction on a shared 2-core CPU),
+# so PGD-1000 and AutoAttack through it would take hours there. Unless --paper, such a row is evaluated on
+# the first --costly_eval test images with its attacks of at most 100 steps (FGSM, PGD-40 adaptive and
+# naive, APGD with EOT), C&W at --costly_cw, and the masking diagnostics on fewer images, steps and
+# queries (COSTLY_DIAGNOSTICS); the table prints "-" where an attack was not run.
+COSTLY = ("defense_gan",)
+COSTLY_DROPPED = ("pgd1000_", "aa_")
+COSTLY_DIAGNOSTICS = {"num_examples": 64, "many_steps": 100, "unbounded_steps": 50, "square_queries": 200}
+
 
 def overrides(a, config) -> dict:
     """The ``--config.<field>`` overrides of one row (applied to ``config`` too)."""
@@ -69,8 +82,23 @@ def overrides(a, config) -> dict:
         if "eps_ramp_epochs" in d and float(d.eps_ramp_epochs) > 0:
             o["defense.eps_ramp_epochs"] = float(a.ramp)
         if "gan_epochs" in d:
-            o["defense.gan_epochs"] = float(a.epochs)
+            o["defense.gan_epochs"] = float(a.gan_epochs if a.gan_epochs is not None else a.epochs)
     return runs_lib.apply(config, o)
+
+
+def trim_costly(a, config, o: dict) -> list[str]:
+    """For a ``COSTLY`` row (unless ``--paper``): the evaluation cut to what a CPU can run (see COSTLY).
+    Adds the field overrides to ``o``; returns the labels of the suite attacks it dropped."""
+    if a.paper:
+        return []
+    attacks = dict(config.eval.attacks)
+    dropped = sorted(k for k in attacks if k.startswith(COSTLY_DROPPED))
+    config.eval.attacks = {k: v for k, v in attacks.items() if k not in dropped}
+    diag = config.eval.diagnostics
+    cut = {"eval.num_examples": min(int(config.eval.num_examples), int(a.costly_eval))}
+    cut.update({f"eval.diagnostics.{k}": min(int(diag[k]), v) for k, v in COSTLY_DIAGNOSTICS.items()})
+    o.update(runs_lib.apply(config, cut))
+    return dropped
 
 
 def add_cw(config, search: int, steps: int) -> list[str]:
@@ -84,6 +112,18 @@ def add_cw(config, search: int, steps: int) -> list[str]:
         labels.append("cw_l2_naive")
     config.eval.attacks = attacks
     return labels
+
+
+def row_config(a, name: str):
+    """One row: its config with the budget, the COSTLY cut and C&W; returns ``(config, overrides, C&W
+    labels, dropped suite attacks)``. ``a``: the parsed arguments."""
+    config_name, arg = ROWS[name]
+    config = load_config(config_name, arg)
+    o = overrides(a, config)
+    costly = name in COSTLY and not a.paper
+    dropped = trim_costly(a, config, o) if costly else []
+    labels = add_cw(config, *(a.costly_cw if costly else (a.cw_search, a.cw_steps)))
+    return config, o, labels, dropped
 
 
 def command(config_name: str, arg: str, o: dict, extra: dict, workdir: str) -> str:
@@ -124,11 +164,15 @@ def main():
     p.add_argument("--paper", action="store_true", help="the configs' own settings, no budget overrides")
     p.add_argument("--train", type=int, default=10000)
     p.add_argument("--epochs", type=float, default=6)
+    p.add_argument("--gan_epochs", type=float, default=None, help="Defense-GAN's WGAN epochs (default: --epochs)")
     p.add_argument("--ramp", type=float, default=2)
     p.add_argument("--train_steps", type=int, default=10)
     p.add_argument("--eval", type=int, default=500)
     p.add_argument("--cw_search", type=int, default=5)
     p.add_argument("--cw_steps", type=int, default=200)
+    p.add_argument("--costly_eval", type=int, default=100, help="test images of a COSTLY row (Defense-GAN)")
+    p.add_argument("--costly_cw", type=int, nargs=2, default=(3, 50), metavar=("SEARCH", "STEPS"),
+                   help="C&W of a COSTLY row: binary-search steps, Adam steps")
     p.add_argument("--print", action="store_true", help="print the main.py commands, run nothing")
     a = p.parse_args()
     if a.paper:
@@ -137,11 +181,11 @@ def main():
     plan = []
     for name in a.rows:
         config_name, arg = ROWS[name]
-        config = load_config(config_name, arg)
-        o = overrides(a, config)
-        labels = add_cw(config, a.cw_search, a.cw_steps)
+        config, o, labels, dropped = row_config(a, name)
         workdir = os.path.join(a.out, name)
         extra = {k: config.eval.attacks[k].to_dict() for k in labels}
+        if dropped:
+            extra = {**extra, "dropped": dropped}
         plan.append((name, config, workdir))
         print(command(config_name, arg, o, extra, workdir), flush=True)
     if a.print:

@@ -542,32 +542,42 @@ def _bench_baselines():
 
 def test_baselines_table_script_gives_every_row_the_same_budget_and_a_valid_config():
     """benchmarks/baselines_mnist.py: every row's config validates with the budget and C&W added; the
-    budget reaches each row the same way; naive C&W only where the row has naive attacks."""
+    budget reaches each row the same way; naive C&W only where the row has naive attacks; Defense-GAN
+    (COSTLY: a projection in every prediction) gets the cut evaluation and its own GAN epochs."""
     from robustjax.config import validate
 
     bench = _bench_baselines()
 
-    class A:  # the parsed arguments overrides() reads
+    class A:  # the parsed arguments row_config() reads
         npz, paper, train, epochs, eval, train_steps, ramp = "x.npz", False, 1000, 3.0, 64, 5, 1.0
+        gan_epochs, cw_search, cw_steps, costly_eval, costly_cw = 7.0, 2, 10, 32, (1, 5)
 
     naive_rows = set()
-    for name, (config_name, arg) in bench.ROWS.items():
-        c = bench.load_config(config_name, arg)
-        bench.overrides(A, c)
-        labels = bench.add_cw(c, 2, 10)
+    for name in bench.ROWS:
+        c, o, labels, dropped = bench.row_config(A, name)
         validate(c)
-        assert (c.data.train_size, c.train.epochs, c.eval.num_examples, c.data.path) == (1000, 3.0, 64, "x.npz"), name
-        assert c.eval.attacks.cw_l2.radii == [1.5, 2.0] and c.eval.attacks.cw_l2.num_steps == 10
-        assert {"fgsm_0p3", "pgd40_0p3", "pgd1000_0p3", "aa_0p3"} <= set(c.eval.attacks), name
+        costly = name in bench.COSTLY
+        assert (c.data.train_size, c.train.epochs, c.data.path) == (1000, 3.0, "x.npz"), name
+        assert c.eval.num_examples == (32 if costly else 64) == o["eval.num_examples"], name
+        assert c.eval.attacks.cw_l2.radii == [1.5, 2.0]
+        assert c.eval.attacks.cw_l2.num_steps == (5 if costly else 10), name
+        assert {"fgsm_0p3", "pgd40_0p3"} <= set(c.eval.attacks), name
+        assert ({"pgd1000_0p3", "aa_0p3"} <= set(c.eval.attacks)) is not costly, name
+        assert dropped == (["aa_0p3", "pgd1000_0p3"] if costly else []), name
         if c.defense.get("attack") is not None and c.defense.attack.get("attack") == "pgd":
             assert (c.defense.attack.num_steps, c.defense.attack.step_size) == (5, pytest.approx(2.5 * 0.3 / 5))
         if "cw_l2_naive" in labels:
             naive_rows.add(name)
             assert c.eval.attacks.cw_l2_naive.adaptive is False
     assert naive_rows == {"feature_squeezing", "defense_gan"}
-    c = bench.load_config("defense_gan_mnist", "")
-    bench.overrides(A, c)
-    assert c.defense.gan_epochs == 3.0
+    assert bench.COSTLY == ("defense_gan",)
+    c, o, _, _ = bench.row_config(A, "defense_gan")
+    assert c.defense.gan_epochs == 7.0 == o["defense.gan_epochs"]
+    assert (c.eval.diagnostics.num_examples, c.eval.diagnostics.square_queries) == (64, 200)
+    assert o["eval.diagnostics.many_steps"] == 100
+    A.paper = True  # the configs' own evaluation, nothing cut
+    c, _, _, dropped = bench.row_config(A, "defense_gan")
+    assert dropped == [] and {"pgd1000_0p3", "aa_0p3"} <= set(c.eval.attacks) and c.eval.num_examples == 200
 
 
 def test_baselines_table_reads_robust_accuracy_and_the_cw_radii():
