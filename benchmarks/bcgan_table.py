@@ -23,9 +23,12 @@ Evaluation: configs/bcgan_<dataset>.py's ``eval`` for every row, so that every r
 attacks: FGSM and PGD-40 (step 0.01, random start) at both radii, PGD-1000 and AutoAttack at the larger,
 rho_adv (Table 2) on the first 200 images, plus C&W-L2 (``--cw_search`` x ``--cw_steps``) with its
 accuracy at L2 radii 1.5 and 2.0 and the median L2 of its successes. Defense-GAN is attacked through BPDA
-and also naively and with EOT (its config's). The table reports what the paper reports, accuracy on the
-adversarial examples, beside the paper's numbers; ``<out>/compare`` has robust accuracy and the curves;
-``<out>/fig4_planes.png`` is the paper's Fig. 4, the original's decision planes above BCGAN's.
+and also naively and with EOT (its config's); every prediction of it runs the projection, so its row gets
+benchmarks/baselines_mnist.py's CPU-sized evaluation (no PGD-1000 or AutoAttack, ``--costly_eval`` images,
+C&W at ``--costly_cw``, rho_adv on ``--costly_rho``, fewer diagnostic steps). The table reports what
+the paper reports, accuracy on the adversarial examples, beside the paper's numbers; ``<out>/compare`` has
+robust accuracy and the curves; ``<out>/fig4_planes.png`` is the paper's Fig. 4, the original's decision
+planes above BCGAN's.
 A finished row (``results.json`` present) is not run again and an interrupted one resumes.
 """
 
@@ -40,7 +43,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from benchmarks import runs as runs_lib  # noqa: E402
-from benchmarks.baselines_mnist import CW_RADII, add_cw  # noqa: E402
+from benchmarks.baselines_mnist import COSTLY, CW_RADII, add_cw, trim_costly  # noqa: E402
 from benchmarks.runs import load_config  # noqa: E402
 
 # row -> (config file, config argument); {e1}, {e2}: the dataset's FGSM radii
@@ -123,6 +126,9 @@ def row_config(a, row: str):
         from configs.defense_gan_mnist import adaptive_naive_and_eot
 
         adaptive_naive_and_eot(c, e2, pgd_steps=40, step_size=0.01, apgd_steps=25, eot_iter=4)
+    if row in COSTLY and not a.paper:  # a projection in every prediction: baselines_mnist.COSTLY's cut
+        trim_costly(a, c, o)
+        o.update(runs_lib.apply(c, {"eval.metrics.rho_adv.num_examples": int(a.costly_rho)}))
     c.eval.metrics.rho_adv.num_examples = min(int(c.eval.metrics.rho_adv.num_examples), int(c.eval.num_examples))
     return c, o, (config_name, arg)
 
@@ -210,6 +216,10 @@ def parse(argv=None):
     p.add_argument("--eval", type=int, default=500)
     p.add_argument("--cw_search", type=int, default=5)
     p.add_argument("--cw_steps", type=int, default=200)
+    p.add_argument("--costly_eval", type=int, default=100, help="test images of Defense-GAN's row")
+    p.add_argument("--costly_cw", type=int, nargs=2, default=(3, 50), metavar=("SEARCH", "STEPS"),
+                   help="C&W of Defense-GAN's row: binary-search steps, Adam steps")
+    p.add_argument("--costly_rho", type=int, default=32, help="rho_adv's test images in Defense-GAN's row")
     p.add_argument("--print", action="store_true", help="print the main.py commands, run nothing")
     a = p.parse_args(argv)
     if a.paper:
@@ -225,11 +235,17 @@ def main():
     plan = []
     for name in a.rows:
         config, o, (config_name, arg) = row_config(a, name)
-        labels = add_cw(config, a.cw_search, a.cw_steps)
+        costly = name in COSTLY and not a.paper
+        labels = add_cw(config, *(a.costly_cw if costly else (a.cw_search, a.cw_steps)))
         workdir = os.path.join(a.out, name)
         plan.append((name, config, workdir))
+        from configs.bcgan_mnist import paper_config
+
+        without = sorted(set(paper_config(a.dataset).eval.attacks) - set(config.eval.attacks))
         print(runs_lib.main_command(config_name, arg, o, workdir)
-              + f"  # with config.eval from configs/bcgan_{a.dataset}.py, eval.num_examples {config.eval.num_examples}"
+              + f"  # with config.eval from configs/bcgan_{a.dataset}.py"
+              + (f" without {', '.join(without)}" if without else "")
+              + f", eval.num_examples {config.eval.num_examples}"
               + ", plus " + json.dumps({k: config.eval.attacks[k].to_dict() for k in labels}), flush=True)
     if a.print:
         return
