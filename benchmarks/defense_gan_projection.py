@@ -3,11 +3,13 @@ per image, over L (steps), R (random starts) and the learning rate: what configs
 defaults rest on.
 
     python benchmarks/defense_gan_projection.py --npz ../shared/data/mnist.npz --out runs/defense_gan_projection
+    python benchmarks/defense_gan_projection.py --run runs/baselines_mnist/defense_gan   # a trained one
 
 1. Trains configs/defense_gan_mnist.py (its ``gan`` then ``classifier`` phase) on the first
    ``--train_size`` training images, ``--gan_epochs`` epochs of critic iterations and ``--epochs`` of the
    classifier, through ``experiment.run`` with no attacks (clean accuracy only). Skipped when
-   ``<out>/train/results.json`` exists.
+   ``<out>/train/results.json`` exists, or with ``--run``: a run directory main.py trained (its
+   ``config.json`` and latest checkpoint).
 2. Restores the trained state and projects the first ``--eval`` test images for each (L, R, learning
    rate) of the grid: the per-pixel squared error of the best start (at the random starts and after the
    L steps), the trained classifier's accuracy on the reconstructions (= the defense's clean accuracy)
@@ -40,13 +42,17 @@ def load_config(name, arg=None):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--npz", required=True, help="mnist.npz (x_train, y_train, x_test, y_test)")
+    parser.add_argument("--npz", default="", help="mnist.npz (x_train, y_train, x_test, y_test)")
+    parser.add_argument("--run", default="", help="a trained Defense-GAN run directory (e.g. "
+                        "runs/baselines_mnist/defense_gan): measure its networks instead of training new ones")
     parser.add_argument("--out", default="runs/defense_gan_projection")
     parser.add_argument("--train_size", type=int, default=10000)
     parser.add_argument("--gan_epochs", type=float, default=40.0)
     parser.add_argument("--epochs", type=float, default=3.0)
     parser.add_argument("--eval", type=int, default=256)
     args = parser.parse_args()
+    if bool(args.npz) == bool(args.run):
+        parser.error("give exactly one of --npz (train a Defense-GAN first) and --run (measure a trained one)")
 
     import jax
     import jax.numpy as jnp
@@ -57,16 +63,23 @@ def main():
     from robustjax.defenses.base import eval_logits_fn, eval_variables
     from robustjax.train import loop
 
-    c = load_config("defense_gan_mnist")
-    c.data.source, c.data.path, c.data.train_size = "npz", os.path.abspath(args.npz), args.train_size
-    c.defense.gan_epochs = args.gan_epochs
-    c.train.epochs = args.epochs
-    c.train.progress = False
-    c.eval.attacks, c.eval.curves, c.eval.num_examples = {}, {}, args.eval
-    workdir = os.path.join(args.out, "train")
-    if not os.path.exists(os.path.join(workdir, "results.json")):
-        experiment.run(c, workdir)
-    train_info = json.load(open(os.path.join(workdir, "results.json")))["info"]
+    if args.run:
+        from robustjax.evaluate.transfer import read_config
+
+        c, workdir = read_config(args.run), args.run
+        c.eval.num_examples = args.eval
+    else:
+        c = load_config("defense_gan_mnist")
+        c.data.source, c.data.path, c.data.train_size = "npz", os.path.abspath(args.npz), args.train_size
+        c.defense.gan_epochs = args.gan_epochs
+        c.train.epochs = args.epochs
+        c.train.progress = False
+        c.eval.attacks, c.eval.curves, c.eval.num_examples = {}, {}, args.eval
+        workdir = os.path.join(args.out, "train")
+        if not os.path.exists(os.path.join(workdir, "results.json")):
+            experiment.run(c, workdir)
+    results_file = os.path.join(workdir, "results.json")
+    train_info = json.load(open(results_file))["info"] if os.path.exists(results_file) else {"run": workdir}
 
     defense, train_ds, test_ds, info, _ = experiment.build(c)
     template = jax.eval_shape(defense.init, jax.random.PRNGKey(0), train_ds.get(np.arange(c.data.batch_size)))
@@ -95,6 +108,7 @@ def main():
         print(json.dumps(row), flush=True)
     summary = {"train": train_info, "classifier_accuracy_on_images": acc_images, "eval": args.eval,
                "rows": rows, "command": " ".join(sys.argv)}
+    os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "projection.json"), "w") as f:
         json.dump(summary, f, indent=2)
     print(f"\nclassifier alone on the images: {acc_images:.3f}\n")
