@@ -64,7 +64,7 @@ CW_RADII = [1.5, 2.0]
 # so PGD-1000 and AutoAttack through it would take hours there. Unless --paper, such a row is evaluated on
 # the first --costly_eval test images with its attacks of at most 100 steps (FGSM, PGD-40 adaptive and
 # naive, APGD with EOT), C&W at --costly_cw, and the masking diagnostics on fewer images, steps and
-# queries (COSTLY_DIAGNOSTICS); the table prints "-" where an attack was not run.
+# queries (COSTLY_DIAGNOSTICS) at the largest PGD radius; the table prints "-" where an attack was not run.
 COSTLY = ("defense_gan",)
 COSTLY_DROPPED = ("pgd1000_", "aa_")
 COSTLY_DIAGNOSTICS = {"num_examples": 64, "many_steps": 100, "unbounded_steps": 50, "square_queries": 200}
@@ -97,6 +97,8 @@ def trim_costly(a, config, o: dict) -> list[str]:
     diag = config.eval.diagnostics
     cut = {"eval.num_examples": min(int(config.eval.num_examples), int(a.costly_eval))}
     cut.update({f"eval.diagnostics.{k}": min(int(diag[k]), v) for k, v in COSTLY_DIAGNOSTICS.items()})
+    if not float(diag.eps):  # without PGD-1000 the diagnostics would compare at the suite's first PGD radius
+        cut["eval.diagnostics.eps"] = max(float(v.eps) for v in config.eval.attacks.values() if v.attack == "pgd")
     o.update(runs_lib.apply(config, cut))
     return dropped
 

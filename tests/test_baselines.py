@@ -574,7 +574,7 @@ def test_baselines_table_script_gives_every_row_the_same_budget_and_a_valid_conf
     c, o, _, _ = bench.row_config(A, "defense_gan")
     assert c.defense.gan_epochs == 7.0 == o["defense.gan_epochs"]
     assert (c.eval.diagnostics.num_examples, c.eval.diagnostics.square_queries) == (64, 200)
-    assert o["eval.diagnostics.many_steps"] == 100
+    assert o["eval.diagnostics.many_steps"] == 100 and c.eval.diagnostics.eps == 0.3  # the main radius
     A.paper = True  # the configs' own evaluation, nothing cut
     c, _, _, dropped = bench.row_config(A, "defense_gan")
     assert dropped == [] and {"pgd1000_0p3", "aa_0p3"} <= set(c.eval.attacks) and c.eval.num_examples == 200

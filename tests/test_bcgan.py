@@ -438,6 +438,7 @@ def test_table_script_gives_every_row_the_same_budget_and_bcgans_evaluation(data
         assert ({f"pgd1000_{t2}", f"aa_{t2}"} <= set(c.eval.attacks)) is not costly, row
         assert c.eval.attacks[f"fgsm_{t2}"].eps == e2, row
         assert c.eval.metrics.rho_adv.num_examples == (16 if costly else 64), row
+        assert c.eval.diagnostics.eps == (e2 if costly else 0.0), row  # 0: PGD-1000's radius
         if row.startswith("fgsm_at"):
             assert c.defense.attack.eps == (e1 if row.endswith("1") else e2)
         if row == "pgd_at":
