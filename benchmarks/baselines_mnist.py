@@ -138,9 +138,10 @@ def _fmt(v) -> str:
 
 
 def table(rows: dict) -> str:
-    """Markdown: clean, the L-inf attacks at 0.3 and C&W-L2 at its radii, one line per row (robust accuracy)."""
-    cols = ["fgsm_0p3", "pgd40_0p3", "pgd1000_0p3", "aa_0p3"]
-    head = ("| defense | clean | FGSM 0.3 | PGD-40 0.3 | PGD-1000 0.3 | AutoAttack 0.3 | "
+    """Markdown: clean, the L-inf attacks at 0.3 (APGD with EOT where a randomised row has it) and C&W-L2 at
+    its radii, one line per row (robust accuracy)."""
+    cols = ["fgsm_0p3", "pgd40_0p3", "pgd1000_0p3", "aa_0p3", "apgd_eot_0p3"]
+    head = ("| defense | clean | FGSM 0.3 | PGD-40 0.3 | PGD-1000 0.3 | AutoAttack 0.3 | APGD-EOT 0.3 | "
             + " | ".join(f"C&W-L2 acc @ {r:g}" for r in CW_RADII) + " | C&W median L2 |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for name, res in rows.items():

@@ -584,8 +584,10 @@ def test_baselines_table_reads_robust_accuracy_and_the_cw_radii():
     bench = _bench_baselines()
     cw = {"robust_accuracy": 0.0, "median_l2": 1.234,
           "at_radius": [{"radius": 1.5, "robust_accuracy": 0.5}, {"radius": 2.0, "robust_accuracy": 0.25}]}
-    res = {"clean_accuracy": 0.99, "attacks": {"fgsm_0p3": {"robust_accuracy": 0.8}, "pgd40_0p3": {"robust_accuracy": 0.7},
-                                               "cw_l2": cw, "pgd40_0p3_naive": {"robust_accuracy": 0.9}}}
+    attacks = {"fgsm_0p3": {"robust_accuracy": 0.8}, "pgd40_0p3": {"robust_accuracy": 0.7}, "cw_l2": cw,
+               "pgd40_0p3_naive": {"robust_accuracy": 0.9}, "apgd_eot_0p3": {"robust_accuracy": 0.6}}
+    res = {"clean_accuracy": 0.99, "attacks": attacks}
     lines = bench.table({"fs": res}).splitlines()
-    assert lines[2] == "| fs (adaptive) | 0.990 | 0.800 | 0.700 | - | - | 0.500 | 0.250 | 1.234 |"
-    assert lines[3] == "| fs (naive attacker) | 0.990 | - | 0.900 | - | - | - | - | - |"
+    assert lines[0].count("|") == lines[2].count("|") == 11
+    assert lines[2] == "| fs (adaptive) | 0.990 | 0.800 | 0.700 | - | - | 0.600 | 0.500 | 0.250 | 1.234 |"
+    assert lines[3] == "| fs (naive attacker) | 0.990 | - | 0.900 | - | - | - | - | - | - |"
