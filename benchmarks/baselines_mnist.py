@@ -60,7 +60,7 @@ ROWS = {
 CW_RADII = [1.5, 2.0]
 
 # Rows whose every prediction runs an inner optimisation: Defense-GAN projects each input with L x R
-# generator passes (200 at its config's defaults: 46 ms per image per prediction on a shared 2-core CPU),
+# generator passes (200 at its config's defaults: 33-46 ms per image per prediction on a 2-core CPU),
 # so PGD-1000 and AutoAttack through it would take hours there. Unless --paper, such a row is evaluated on
 # the first --costly_eval test images with its attacks of at most 100 steps (FGSM, PGD-40 adaptive and
 # naive, APGD with EOT), C&W at --costly_cw, and the masking diagnostics on fewer images, steps and
