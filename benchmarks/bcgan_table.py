@@ -231,6 +231,8 @@ def parse(argv=None):
 
 
 def main():
+    from configs.bcgan_mnist import paper_config
+
     a = parse()
     plan = []
     for name in a.rows:
@@ -239,8 +241,6 @@ def main():
         labels = add_cw(config, *(a.costly_cw if costly else (a.cw_search, a.cw_steps)))
         workdir = os.path.join(a.out, name)
         plan.append((name, config, workdir))
-        from configs.bcgan_mnist import paper_config
-
         without = sorted(set(paper_config(a.dataset).eval.attacks) - set(config.eval.attacks))
         print(runs_lib.main_command(config_name, arg, o, workdir)
               + f"  # with config.eval from configs/bcgan_{a.dataset}.py"
