@@ -116,15 +116,20 @@ def add_cw(config, search: int, steps: int) -> list[str]:
     return labels
 
 
+def cw_budget(a, name: str) -> tuple[int, int]:
+    """C&W's (binary-search steps, Adam steps) for row ``name``: ``--costly_cw`` for a COSTLY row unless
+    ``--paper``, else ``--cw_search`` x ``--cw_steps``."""
+    return tuple(a.costly_cw) if name in COSTLY and not a.paper else (a.cw_search, a.cw_steps)
+
+
 def row_config(a, name: str):
     """One row: its config with the budget, the COSTLY cut and C&W; returns ``(config, overrides, C&W
     labels, dropped suite attacks)``. ``a``: the parsed arguments."""
     config_name, arg = ROWS[name]
     config = load_config(config_name, arg)
     o = overrides(a, config)
-    costly = name in COSTLY and not a.paper
-    dropped = trim_costly(a, config, o) if costly else []
-    labels = add_cw(config, *(a.costly_cw if costly else (a.cw_search, a.cw_steps)))
+    dropped = trim_costly(a, config, o) if name in COSTLY else []
+    labels = add_cw(config, *cw_budget(a, name))
     return config, o, labels, dropped
 
 

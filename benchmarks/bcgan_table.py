@@ -43,7 +43,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from benchmarks import runs as runs_lib  # noqa: E402
-from benchmarks.baselines_mnist import COSTLY, CW_RADII, add_cw, trim_costly  # noqa: E402
+from benchmarks.baselines_mnist import COSTLY, CW_RADII, add_cw, cw_budget, trim_costly  # noqa: E402
 from benchmarks.runs import load_config  # noqa: E402
 
 # row -> (config file, config argument); {e1}, {e2}: the dataset's FGSM radii
@@ -237,8 +237,7 @@ def main():
     plan = []
     for name in a.rows:
         config, o, (config_name, arg) = row_config(a, name)
-        costly = name in COSTLY and not a.paper
-        labels = add_cw(config, *(a.costly_cw if costly else (a.cw_search, a.cw_steps)))
+        labels = add_cw(config, *cw_budget(a, name))
         workdir = os.path.join(a.out, name)
         plan.append((name, config, workdir))
         without = sorted(set(paper_config(a.dataset).eval.attacks) - set(config.eval.attacks))
