@@ -142,12 +142,24 @@ def _fmt(v) -> str:
     return "-" if v is None else f"{v:.3f}"
 
 
+def fired(res: dict) -> str:
+    """The gradient-masking checks that flagged a run (their ``results.json`` names), ``none``, or ``-``
+    where the run has no diagnostics."""
+    checks = (res.get("diagnostics") or {}).get("checks")
+    if not checks:
+        return "-"
+    names = [k for k, v in checks.items()
+             if any(c.get("flagged") for c in (v if isinstance(v, list) else [v]) if isinstance(c, dict))]
+    return ", ".join(sorted(names)) or "none"
+
+
 def table(rows: dict) -> str:
-    """Markdown: clean, the L-inf attacks at 0.3 (APGD with EOT where a randomised row has it) and C&W-L2 at
-    its radii, one line per row (robust accuracy)."""
+    """Markdown: clean, the L-inf attacks at 0.3 (APGD with EOT where a randomised row has it), C&W-L2 at
+    its radii (robust accuracy), and the masking checks that fired, one line per row. The diagnostics
+    attack the adaptive pipeline, so a naive line shows ``-`` there."""
     cols = ["fgsm_0p3", "pgd40_0p3", "pgd1000_0p3", "aa_0p3", "apgd_eot_0p3"]
     head = ("| defense | clean | FGSM 0.3 | PGD-40 0.3 | PGD-1000 0.3 | AutoAttack 0.3 | APGD-EOT 0.3 | "
-            + " | ".join(f"C&W-L2 acc @ {r:g}" for r in CW_RADII) + " | C&W median L2 |")
+            + " | ".join(f"C&W-L2 acc @ {r:g}" for r in CW_RADII) + " | C&W median L2 | masking checks fired |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for name, res in rows.items():
         attacks = res["attacks"]
@@ -158,6 +170,7 @@ def table(rows: dict) -> str:
             cw = attacks.get("cw_l2" + variant, {})
             at = {round(p["radius"], 6): p["robust_accuracy"] for p in cw.get("at_radius") or []}
             cells += [_fmt(at.get(r)) for r in CW_RADII] + [_fmt(cw.get("median_l2"))]
+            cells.append("-" if variant else fired(res))
             label = name + (" (naive attacker)" if variant else (" (adaptive)" if any(
                 k.endswith("_naive") for k in attacks) else ""))
             lines.append(f"| {label} | {res['clean_accuracy']:.3f} | " + " | ".join(cells) + " |")

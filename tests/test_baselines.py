@@ -586,8 +586,15 @@ def test_baselines_table_reads_robust_accuracy_and_the_cw_radii():
           "at_radius": [{"radius": 1.5, "robust_accuracy": 0.5}, {"radius": 2.0, "robust_accuracy": 0.25}]}
     attacks = {"fgsm_0p3": {"robust_accuracy": 0.8}, "pgd40_0p3": {"robust_accuracy": 0.7}, "cw_l2": cw,
                "pgd40_0p3_naive": {"robust_accuracy": 0.9}, "apgd_eot_0p3": {"robust_accuracy": 0.6}}
-    res = {"clean_accuracy": 0.99, "attacks": attacks}
-    lines = bench.table({"fs": res}).splitlines()
-    assert lines[0].count("|") == lines[2].count("|") == 11
-    assert lines[2] == "| fs (adaptive) | 0.990 | 0.800 | 0.700 | - | - | 0.600 | 0.500 | 0.250 | 1.234 |"
-    assert lines[3] == "| fs (naive attacker) | 0.990 | - | 0.900 | - | - | - | - | - | - |"
+    checks = {"autoattack": [{"flagged": True}], "pgd_steps": [{"flagged": False}], "gradients": {"flagged": True},
+              "randomness": {"flagged": False}}
+    res = {"clean_accuracy": 0.99, "attacks": attacks, "diagnostics": {"checks": checks}}
+    plain = {"clean_accuracy": 0.98, "attacks": {"fgsm_0p3": {"robust_accuracy": 0.1}},
+             "diagnostics": {"checks": {"autoattack": [{"flagged": False}]}}}
+    lines = bench.table({"fs": res, "std": plain, "bare": {"clean_accuracy": 0.5, "attacks": {}}}).splitlines()
+    assert lines[0].count("|") == lines[2].count("|") == 12
+    assert lines[2] == ("| fs (adaptive) | 0.990 | 0.800 | 0.700 | - | - | 0.600 | 0.500 | 0.250 | 1.234 | "
+                        "autoattack, gradients |")
+    assert lines[3] == "| fs (naive attacker) | 0.990 | - | 0.900 | - | - | - | - | - | - | - |"
+    assert lines[4] == "| std | 0.980 | 0.100 | - | - | - | - | - | - | - | none |"
+    assert lines[5] == "| bare | 0.500 | - | - | - | - | - | - | - | - | - |"
