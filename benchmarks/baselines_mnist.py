@@ -23,9 +23,10 @@ C&W-L2 (``--cw_search`` binary-search steps x ``--cw_steps`` Adam steps; the pap
 ``--paper``) with accuracy at L2 radii 1.5 and 2.0 and the median L2 of its successes (compare minimal-norm
 attacks at a radius, not by success rate), naive as well where the row has naive attacks. Defense-GAN,
 whose every prediction runs its projection, gets a CPU-sized evaluation (``COSTLY`` below: no PGD-1000 or
-AutoAttack, ``--costly_eval`` images, C&W at ``--costly_cw``); its printed command says what. The table is
-written by ``robustjax.report`` into ``<out>/compare`` (robust accuracy), plus ``<out>/table.md`` with the
-C&W columns.
+AutoAttack, ``--costly_eval`` images, C&W at ``--costly_cw``); its printed command says what.
+``--preset quick`` evaluates with ``config.eval.preset="quick"`` (capped loop counts: upper bounds, less
+time). The table is written by ``robustjax.report`` into ``<out>/compare`` (robust accuracy), plus
+``<out>/table.md`` with the C&W columns and the gradient-masking checks that fired on each row.
 """
 
 from __future__ import annotations
@@ -73,6 +74,8 @@ COSTLY_DIAGNOSTICS = {"num_examples": 64, "many_steps": 100, "unbounded_steps": 
 def overrides(a, config) -> dict:
     """The ``--config.<field>`` overrides of one row (applied to ``config`` too)."""
     o = runs_lib.budget_overrides(a)
+    if a.preset != "full":  # config.eval.preset: "quick" caps every attack's loop counts (weaker, said in the report)
+        o["eval.preset"] = a.preset
     if not a.paper:
         d = config.defense
         attack = d.get("attack")
@@ -194,6 +197,8 @@ def main():
     p.add_argument("--costly_eval", type=int, default=100, help="test images of a COSTLY row (Defense-GAN)")
     p.add_argument("--costly_cw", type=int, nargs=2, default=(3, 50), metavar=("SEARCH", "STEPS"),
                    help="C&W of a COSTLY row: binary-search steps, Adam steps")
+    p.add_argument("--preset", choices=("full", "quick"), default="full",
+                   help="config.eval.preset; quick caps the attacks' loop counts (upper bounds, faster)")
     p.add_argument("--print", action="store_true", help="print the main.py commands, run nothing")
     a = p.parse_args()
     if a.paper:

@@ -550,7 +550,7 @@ def test_baselines_table_script_gives_every_row_the_same_budget_and_a_valid_conf
 
     class A:  # the parsed arguments row_config() reads
         npz, paper, train, epochs, eval, train_steps, ramp = "x.npz", False, 1000, 3.0, 64, 5, 1.0
-        gan_epochs, cw_search, cw_steps, costly_eval, costly_cw = 7.0, 2, 10, 32, (1, 5)
+        gan_epochs, cw_search, cw_steps, costly_eval, costly_cw, preset = 7.0, 2, 10, 32, (1, 5), "full"
 
     naive_rows = set()
     for name in bench.ROWS:
@@ -562,6 +562,7 @@ def test_baselines_table_script_gives_every_row_the_same_budget_and_a_valid_conf
         assert c.eval.attacks.cw_l2.radii == [1.5, 2.0]
         assert c.eval.attacks.cw_l2.num_steps == (5 if costly else 10), name
         assert {"fgsm_0p3", "pgd40_0p3"} <= set(c.eval.attacks), name
+        assert c.eval.preset == "full" and "eval.preset" not in o, name
         assert ({"pgd1000_0p3", "aa_0p3"} <= set(c.eval.attacks)) is not costly, name
         assert dropped == (["aa_0p3", "pgd1000_0p3"] if costly else []), name
         if c.defense.get("attack") is not None and c.defense.attack.get("attack") == "pgd":
@@ -575,6 +576,11 @@ def test_baselines_table_script_gives_every_row_the_same_budget_and_a_valid_conf
     assert c.defense.gan_epochs == 7.0 == o["defense.gan_epochs"]
     assert (c.eval.diagnostics.num_examples, c.eval.diagnostics.square_queries) == (64, 200)
     assert o["eval.diagnostics.many_steps"] == 100 and c.eval.diagnostics.eps == 0.3  # the main radius
+    A.preset = "quick"  # --preset reaches the config and the printed main.py command
+    c, o, _, _ = bench.row_config(A, "pgd_at")
+    assert c.eval.preset == "quick" == o["eval.preset"]
+    validate(c)
+    A.preset = "full"
     A.paper = True  # the configs' own evaluation, nothing cut
     c, _, _, dropped = bench.row_config(A, "defense_gan")
     assert dropped == [] and {"pgd1000_0p3", "aa_0p3"} <= set(c.eval.attacks) and c.eval.num_examples == 200
