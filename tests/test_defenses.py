@@ -226,3 +226,26 @@ def test_npz_with_a_stray_label_is_refused_not_trained_as_256_classes(tmp_path):
     c.data.num_classes = 10
     with pytest.raises(ValueError, match=r"example 17 has label 255, outside \[0, 10\)"):
         experiment.build(c)
+
+
+
+def test_ema_warms_up_then_decays_at_the_configured_rate():
+    """The EMA of the deployed weights: update t mixes at min(ema_decay, (1 + t) / (10 + t)), so a short run
+    does not deploy a share of its random initial weights (0.998 ** 780 = 21% without the warm-up).
+    With ema_decay 0.5 the warm-up rules updates 1-7 and the configured decay the rest."""
+    import optax
+
+    from robustjax.defenses.base import create_train_state
+
+    module = models.make(tiny_config().model, 3)
+    state = create_train_state(module, jax.random.PRNGKey(0), _batch()["image"], optax.sgd(1.0), ema_decay=0.5)
+    expected = [np.asarray(p, np.float64) for p in jax.tree.leaves(state.ema_params)]
+    for t in range(1, 13):
+        grads = jax.tree.map(lambda p: jnp.full_like(p, 0.1 * t), state.params)
+        state = state.apply_gradients(grads=grads)
+        d = min(0.5, (1 + t) / (10 + t))
+        params = [np.asarray(p, np.float64) for p in jax.tree.leaves(state.params)]
+        expected = [d * e + (1 - d) * p for e, p in zip(expected, params)]
+        for got, want in zip(jax.tree.leaves(state.ema_params), expected):
+            assert got.dtype == jnp.float32
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6, err_msg=f"update {t}")

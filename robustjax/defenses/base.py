@@ -149,6 +149,12 @@ class TrainState(train_state.TrainState):
 
     ``batch_stats`` is ``{}`` for networks without BatchNorm. ``ema_params`` is ``None`` unless
     ``ema_decay > 0``; when present, :func:`eval_variables` uses it for evaluation.
+
+    The EMA starts at the initial parameters and warms up: update ``t`` (1, 2, ...) uses the decay
+    ``min(ema_decay, (1 + t) / (10 + t))``, the ``num_updates`` rule of TensorFlow's
+    ``ExponentialMovingAverage``, so the average covers roughly the last tenth of training until
+    ``ema_decay`` takes over (at 0.998, after about 4,500 updates). Without it a short run deploys a
+    mixture with its random initial weights: ``ema_decay ** t`` of them, 21% after 780 updates at 0.998.
     """
 
     batch_stats: Any = dataclasses.field(default_factory=dict)
@@ -158,8 +164,9 @@ class TrainState(train_state.TrainState):
     def apply_gradients(self, *, grads, **kwargs):
         new = super().apply_gradients(grads=grads, **kwargs)
         if self.ema_decay > 0 and self.ema_params is not None:
-            d = self.ema_decay
-            ema = jax.tree.map(lambda e, p: d * e + (1.0 - d) * p, self.ema_params, new.params)
+            t = jnp.asarray(new.step, jnp.float32)
+            d = jnp.minimum(self.ema_decay, (1.0 + t) / (10.0 + t))
+            ema = jax.tree.map(lambda e, p: (d * e + (1.0 - d) * p).astype(e.dtype), self.ema_params, new.params)
             new = new.replace(ema_params=ema)
         return new
 

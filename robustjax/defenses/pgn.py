@@ -52,7 +52,9 @@ Choices where the paper is silent or ambiguous, and why:
   mode; the paper's classifier has no dropout or BatchNorm, so the modes agree there). G and the gradient
   image are not shared with the evaluation: the deployed model is F alone, attacked end to end.
 - **EMA** (``config.train.ema_decay``, 0.998 in Table 1): kept for F, whose averaged weights are
-  deployed; G needs none (it never leaves training).
+  deployed; G needs none (it never leaves training). It warms up (``TrainState``: the decay is
+  ``min(0.998, (1 + t) / (10 + t))`` at update t; the paper does not say, and its 200 epochs make the
+  difference vanish), so that a CPU-sized run does not deploy part of its random initialisation.
 - **Loss**: the softmax cross-entropy (Appendix A: ``Loss = log 1/F(x)_y``).
 
 Config (``config.defense``, ``FIELDS``): ``c_l`` (c_L of Eq. 4, 50 in Tables 2-3), ``penalty``
