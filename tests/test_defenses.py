@@ -228,7 +228,6 @@ def test_npz_with_a_stray_label_is_refused_not_trained_as_256_classes(tmp_path):
         experiment.build(c)
 
 
-
 def test_ema_warms_up_then_decays_at_the_configured_rate():
     """The EMA of the deployed weights: update t mixes at min(ema_decay, (1 + t) / (10 + t)), so a short run
     does not deploy a share of its random initial weights (0.998 ** 780 = 21% without the warm-up).
