@@ -16,7 +16,9 @@ Rows (Table 2): vanilla (``standard``), pure PGD (``pgd_at``), mix PGD and logit
 sections are read from ``configs/<--mix_pgd_config>.py`` / ``<--logit_pairing_config>.py``; a row whose
 config file or defense does not exist yet is skipped with a message saying so), GanDef (V2), GanDef V1
 (for Fig. 2 only; ``--no_v1`` drops it), and GanDef-Comb: the GanDef run's state with D deployed as the
-detector (nothing is trained for it).
+detector (nothing is trained for it). ``--rows standard,pgd_at`` keeps only the named trained rows besides
+GanDef (the issue's CIFAR-10 table is GanDef and Comb beside pure PGD); a row left out can be added later
+on the same ``--out``, as V1 can.
 
 One shared setting for every row, so the rows differ only in their defense: the data, the classifier
 (``configs/gandef_<dataset>.py``'s model; ``--width`` shrinks it for a CPU), the batch (128), the number
@@ -80,6 +82,7 @@ PAPER_TABLE2 = {  # the paper's Table 2 (accuracy, %): original, FGSM, BIM, PGD-
 }
 COLUMNS = ["fgsm", "bim", "pgd1", "pgd2"]
 STRONG = ["pgd1000", "autoattack"]
+ROWS = ("standard", "pgd_at", "mix_pgd", "logit_pairing", "gandef", "gandef_v1")  # trained rows, --rows
 LABELS = {"standard": "Vanilla", "pgd_at": "Pure PGD", "mix_pgd": "Mix PGD", "logit_pairing": "Logit Pairing",
           "gandef_v1": "GanDef V1", "gandef": "GanDef", "gandef_comb": "GanDef-Comb",
           "gandef_comb_adaptive": "GanDef-Comb (adaptive attacker)"}
@@ -167,6 +170,13 @@ def row_defenses(a) -> tuple[dict, list[str]]:
     rows["gandef"] = gd
     if not a.no_v1:
         rows["gandef_v1"] = {**gd, "classifier_loss": "v1"}
+    if a.rows:
+        keep = {r.strip() for r in a.rows.split(",") if r.strip()} | {"gandef"}
+        unknown = keep - set(ROWS)
+        if unknown:
+            raise SystemExit(f"--rows: unknown row(s) {sorted(unknown)}; choose from {', '.join(ROWS)}")
+        skipped += [f"{LABELS[r]}: left out by --rows" for r in rows if r not in keep]
+        rows = {r: v for r, v in rows.items() if r in keep}
     return rows, skipped
 
 
@@ -562,6 +572,8 @@ def main():
     p.add_argument("--mix_pgd_config", default=None, help="default mix_pgd_<dataset>")
     p.add_argument("--logit_pairing_config", default=None, help="default logit_pairing_<dataset>")
     p.add_argument("--no_v1", action="store_true")
+    p.add_argument("--rows", default="", help="comma-separated trained rows to run (default: all): "
+                   + ", ".join(ROWS) + "; gandef (and so Comb) always runs")
     p.add_argument("--plan_only", action="store_true")
     p.add_argument("--tiny", action="store_true", help="minutes: checks the script end to end")
     a = p.parse_args()

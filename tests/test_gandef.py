@@ -445,6 +445,27 @@ def test_benchmark_keeps_its_plan_so_a_resumed_or_extended_run_trains_on_the_sam
         bench.saved_plan(a, str(tmp_path))
 
 
+def test_benchmark_rows_selects_the_trained_rows_and_always_keeps_gandef():
+    """benchmarks/gandef.py --rows: the CIFAR-10 table needs only pure PGD beside GanDef (and Comb, built
+    from GanDef's run); the rows left out are named, a misspelled row is refused."""
+    import argparse
+
+    from benchmarks import gandef as bench
+
+    a = argparse.Namespace(dataset="cifar10", train_pgd_steps=0, ramp=0.0, batch=128, width=0.25, epochs=1.0,
+                           lr=1e-3, eval=8, tiny=False, npz="x.npz", no_v1=False, rows="pgd_at",
+                           mix_pgd_config="mix_pgd_cifar10", logit_pairing_config="logit_pairing_cifar10")
+    rows, skipped = bench.row_defenses(a)
+    assert list(rows) == ["pgd_at", "gandef"]
+    assert {s.split(":")[0] for s in skipped} >= {"Vanilla", "Mix PGD", "Logit Pairing", "GanDef V1"}
+    a.rows = ""
+    assert list(bench.row_defenses(a)[0]) == ["standard", "pgd_at", "mix_pgd", "logit_pairing", "gandef",
+                                              "gandef_v1"]
+    a.rows = "pgd_at,mix_pdg"
+    with pytest.raises(SystemExit, match="mix_pdg"):
+        bench.row_defenses(a)
+
+
 def test_benchmark_convergence_feeds_images_as_the_suite_does(monkeypatch):
     """benchmarks/gandef.py's Fig. 2 once fed the stored uint8 pixels (0-255) to the classifier, which put a
     logit-pairing model at 47% where the suite measured 97%. A classifier that is right only on inputs in
