@@ -182,6 +182,22 @@ def test_rho_adv_is_the_mean_minimal_l2_perturbation_to_the_stated_precision(pro
     assert r["median"] == pytest.approx(np.median(want), abs=2 * r["precision"])
 
 
+def test_rho_adv_with_the_margin_loss_measures_a_saturated_softmax_that_ce_pgd_cannot_move(problem):
+    """The linear model's logits times 1e6 (a softmax saturated like a distilled network's at T = 1): the
+    cross-entropy's input gradient is exactly zero, so CE-PGD never flips and rho_adv is only a lower bound;
+    the margin loss keeps its gradient and finds the same hyperplane distances as on the unscaled model."""
+    e = _eval_cfg(metrics={"ce": {"metric": "rho_adv", "num_bisection": 10},
+                           "margin": {"metric": "rho_adv", "num_bisection": 10, "loss": "margin"}})
+    results = suite.evaluate(lambda s: (lambda x: 1e6 * _linear(s)(x)), problem["state"], problem["test"], e,
+                             jax.random.PRNGKey(3))
+    ce, margin = results["metrics"]["ce"], results["metrics"]["margin"]
+    assert ce["loss"] == "ce" and ce["lower_bound"] is True and ce["not_flipped"] == 1.0
+    assert ce["value"] == pytest.approx(ce["eps_hi"])
+    want = np.abs(problem["m"]) / np.linalg.norm(problem["w"])
+    assert margin["loss"] == "margin" and margin["not_flipped"] == 0.0 and margin["lower_bound"] is False
+    assert margin["value"] == pytest.approx(want.mean(), abs=2 * margin["precision"])
+
+
 def test_loss_sensitivity_is_the_mean_per_example_gradient_norm(problem, evaluated):
     _, results = evaluated
     m, y, w = problem["m"], problem["y"], problem["w"]

@@ -45,8 +45,11 @@ GAN" (BCGAN), Eq. 9-10, Sec. 4.2)
     ``eps_hi / 2**num_bisection``; ``eps_hi`` defaults to the box's diameter, which any prediction change
     fits in). The paper does not state the norm; ``norm`` (default L2) is recorded. An example that PGD
     does not flip at ``eps_hi`` counts as ``eps_hi``: then ``lower_bound`` is true and ``not_flipped``
-    says how many. Keys: ``value``, ``median``, ``not_flipped``, ``lower_bound``, ``precision``,
-    ``eps_hi``, ``norm``.
+    says how many. PGD ascends the cross-entropy (``loss``, default ``"ce"``); where the softmax
+    saturates (a distilled network at T = 1) that gradient is exactly zero and PGD never moves, so a large
+    ``not_flipped`` is masking, not distance: ``loss="margin"`` (the logit margin, which keeps its
+    gradient) measures such a model. Keys: ``value``, ``median``, ``not_flipped``, ``lower_bound``,
+    ``precision``, ``eps_hi``, ``norm``, ``loss``.
 
 ``transfer`` (black-box transfer: Zantedeschi et al. Sec. 4.5, Tables 4-5; PGN Table 2, "B-BOX")
     Accuracy of this model on adversarial examples crafted (white-box) on a surrogate: another run
@@ -364,7 +367,8 @@ def _rho_adv(session, params, key):
     dim = int(np.prod(session.ds.element_shape))
     eps_hi = params["eps_hi"] or ((hi - lo) * float(np.sqrt(dim)) if params["norm"] == "l2" else hi - lo)
     atk = attacks_lib.resolve({"attack": "pgd", "norm": params["norm"], "rel_step_size": params["rel_step_size"],
-                               "num_steps": params["num_steps"], "random_start": False}, require_eps=False)
+                               "num_steps": params["num_steps"], "random_start": False, "loss": params["loss"]},
+                              require_eps=False)
     bounds = session.bounds
 
     @xla.jit
@@ -387,7 +391,7 @@ def _rho_adv(session, params, key):
     return {"value": float(delta.mean()), "median": float(np.median(delta)),
             "not_flipped": float(not_flipped.mean()), "lower_bound": bool(not_flipped.any()),
             "precision": float(eps_hi / 2 ** params["num_bisection"]), "eps_hi": float(eps_hi),
-            "norm": params["norm"], "num_examples": m}
+            "norm": params["norm"], "loss": params["loss"], "num_examples": m}
 
 
 def _transfer(session, params, key):

@@ -228,6 +228,9 @@ METRIC_FIELDS: dict[str, dict[str, F.Field]] = {
         "num_bisection": F.Field(12, F.integer(1), "bisection steps (precision eps_hi / 2**num_bisection)"),
         "num_steps": F.Field(20, F.integer(1), "PGD steps per tried eps"),
         "rel_step_size": F.Field(0.25, F.number(0.0, lo_open=True), "PGD step relative to the tried eps"),
+        "loss": F.Field("ce", F.choice("ce", "margin", "dlr"),
+                        "PGD's loss: 'margin' (C&W's logit margin) still moves where a saturated softmax zeroes "
+                        "the cross-entropy's gradient (distillation)"),
     },
     "transfer": {
         "metric": F.Field(), "num_examples": _N,
