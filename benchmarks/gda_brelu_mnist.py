@@ -31,6 +31,17 @@ source's row is Table 4's JSMA column, the diagonal the white-box JSMA), without
 Written into ``--out``: ``compare/`` (``robustjax.report`` over the rows), ``tables.md`` (Tables 1-4 and
 the strong-attack table), ``tables.json``, ``fig3_architectures.png`` and ``fig4_defenses.png`` (white-box
 and black-box accuracy against eps, FGSM and the paper's Random + FGSM; PGD-40 beside white-box FGSM).
+
+CIFAR-10 (``--dataset cifar10``): the same rows on ``configs/gda_brelu_cifar10.py`` (GDA sigma 0.05,
+3-bit squeezing, FGSM-AT at 0.05; white-box radii 0.05 and 0.1, PGD-20); the black-box table is the
+paper's Table 5 and the figure its Fig. 5 (``fig5_defenses.png``). The paper reports only Table 5 and
+Fig. 5 on CIFAR-10, so the architecture rows other than the source can be left out with ``--rows``.
+``--blackbox`` cuts each defense row's evaluation to what Table 5 needs plus AutoAttack (``blackbox_eval``)
+for a CPU on which the whole suite does not fit:
+
+    python benchmarks/gda_brelu_mnist.py --dataset cifar10 --npz ../shared/data/cifar10_subset.npz \
+        --out runs/zbr_cifar10 --blackbox --eval 200 --rows resnet_relu cnn feature_squeezing \
+        label_smoothing fgsm_at vat gda_relu gda_brelu
 """
 
 from __future__ import annotations
@@ -47,6 +58,23 @@ from benchmarks import runs as runs_lib  # noqa: E402
 from benchmarks.runs import load_config  # noqa: E402
 
 CONFIG = "gda_brelu_mnist"
+# Per dataset (--dataset): the config, the white-box table's columns (label, heading), the radii of the
+# cross-run report, the curve of the iterative attack, the paper's black-box table and white-box figure.
+DATASETS = {
+    "mnist": dict(
+        config=CONFIG, name="MNIST", test_size=10000, report_eps=[0.1, 0.3], pgd_curve="pgd40", strong="aa_0p3",
+        blackbox_table="Table 4", fig="Fig. 4",
+        cols=[("fgsm_0p3", "FGSM 0.3"), ("rfgsm_gauss_0p3", "R+FGSM 0.3 (paper)"),
+              ("rfgsm_sign_0p3", "R+FGSM 0.3 (Tramer)"), ("pgd40_0p3", "PGD-40 0.3"),
+              ("pgd1000_0p3", "PGD-1000 0.3"), ("aa_0p3", "AutoAttack 0.3"), ("pgd40_0p1", "PGD-40 0.1")]),
+    "cifar10": dict(
+        config="gda_brelu_cifar10", name="CIFAR-10", test_size=10000, report_eps=[0.05, 0.1], pgd_curve="pgd20",
+        strong="aa_0p05", blackbox_table="Table 5", fig="Fig. 5",
+        cols=[("fgsm_0p05", "FGSM 0.05"), ("rfgsm_gauss_0p05", "R+FGSM 0.05 (paper)"),
+              ("rfgsm_sign_0p05", "R+FGSM 0.05 (Tramer)"), ("pgd20_0p05", "PGD-20 0.05"),
+              ("pgd1000_0p05", "PGD-1000 0.05"), ("aa_0p05", "AutoAttack 0.05"), ("fgsm_0p1", "FGSM 0.1"),
+              ("pgd20_0p1", "PGD-20 0.1")]),
+}
 SOURCE = "resnet_relu"       # the black-box source: the undefended ResNet (Sec. 4.5)
 # row -> (config argument, kind): "arch" rows get Table 1's light evaluation, "full" rows the whole one.
 ROWS = {
@@ -78,7 +106,7 @@ def config_arg(name: str, a) -> str:
     arg, kind = ROWS[name]
     if kind == "full":
         arg += f",source={os.path.join(a.out, SOURCE)}"
-    if a.no_jsma:
+    if a.no_jsma and getattr(a, "dataset", "mnist") == "mnist":   # the CIFAR-10 config leaves JSMA out already
         arg += ",jsma=False"
     return arg
 
@@ -110,6 +138,19 @@ def light_eval(config) -> dict:
             "eval.diagnostics.enabled": False}
 
 
+def blackbox_eval(config, strong: str) -> dict:
+    """``--blackbox``'s evaluation for the defense rows: the paper's black-box table (the transfers crafted on
+    the source) and, white-box, only AutoAttack at the config's strong radius (``strong``: its label) on the
+    examples still robust (``chunk_size`` 32); no other attack, curve, metric or diagnostic. For a CPU
+    budget on which the whole suite does not fit (CIFAR-10's Table 5)."""
+    config.eval.attacks = {strong: dict(config.eval.attacks[strong], chunk_size=32)}
+    config.eval.metrics = {k: m for k, m in config.eval.metrics.items() if m.metric == "transfer"}
+    config.eval.curves = {}
+    config.eval.diagnostics.enabled = False
+    return {"eval.attacks": f"{strong} only, chunk_size 32", "eval.metrics": "transfers only", "eval.curves": {},
+            "eval.diagnostics.enabled": False}
+
+
 def _fmt(v, digits=3) -> str:
     return "-" if v is None else f"{v:.{digits}f}"
 
@@ -123,10 +164,12 @@ def jsma_columns(jsma: dict | None) -> dict:
     return {n: {"transfer": acc[0][j], "white_box": robust[j][j]} for j, n in enumerate(names) if j}
 
 
-def tables(results: dict, matrix: dict | None, curves: dict | None, jsma: dict | None = None) -> tuple[str, dict]:
-    """Markdown for Tables 1-4 and the strong attacks (paper's measure: accuracy on adversarial examples,
-    in %, for Tables 1 and 4; robust accuracy for the strong-attack table). ``jsma``: ``--jsma_matrix``'s
-    transfer matrix, for rows evaluated without JSMA."""
+def tables(results: dict, matrix: dict | None, curves: dict | None, jsma: dict | None = None,
+           dataset: str = "mnist") -> tuple[str, dict]:
+    """Markdown for Tables 1-4 (CIFAR-10: 5) and the strong attacks (paper's measure: accuracy on adversarial
+    examples, in %, for Tables 1 and 4-5; robust accuracy for the strong-attack table). ``jsma``:
+    ``--jsma_matrix``'s transfer matrix, for rows evaluated without JSMA."""
+    ds = DATASETS[dataset]
     full = [n for n in DEFENSE_ROWS if n in results]
     out, data = [], {}
     extra = jsma_columns(jsma)
@@ -159,7 +202,8 @@ def tables(results: dict, matrix: dict | None, curves: dict | None, jsma: dict |
     present = {k[len("transfer_"):] for n in full for k in results[n].get("metrics", {}) if k.startswith("transfer_")}
     present |= {"jsma"} if extra else set()
     transfers = sorted(present, key=lambda t: (TABLE4_ORDER.index(t) if t in TABLE4_ORDER else len(TABLE4_ORDER), t))
-    out += [f"**Table 4.** Accuracy (%) on black-box examples crafted on the undefended ResNet ({SOURCE}).", "",
+    out += [f"**{ds['blackbox_table']}.** Accuracy (%) on black-box examples crafted on the undefended ResNet "
+            f"({SOURCE}).", "",
             "| defense | " + " | ".join(transfers) + " |", "|---" * (len(transfers) + 1) + "|"]
     def transferred(n, t):
         v = metric(results[n], "transfer_" + t)
@@ -171,9 +215,7 @@ def tables(results: dict, matrix: dict | None, curves: dict | None, jsma: dict |
         out.append(f"| {n} | " + " | ".join(_fmt(transferred(n, t), 2) for t in transfers) + " |")
     out.append("")
 
-    cols = [("fgsm_0p3", "FGSM 0.3"), ("rfgsm_gauss_0p3", "R+FGSM 0.3 (paper)"), ("rfgsm_sign_0p3", "R+FGSM 0.3 (Tramer)"),
-            ("pgd40_0p3", "PGD-40 0.3"), ("pgd1000_0p3", "PGD-1000 0.3"), ("aa_0p3", "AutoAttack 0.3"),
-            ("pgd40_0p1", "PGD-40 0.1")]
+    cols = ds["cols"]
     out += ["**White-box, adaptive** (robust accuracy: correct on the clean and on the adversarial example; "
             "C&W and DeepFool: median L2 of their successful perturbations).", "",
             "| defense | clean | " + " | ".join(c for _, c in cols) + " | JSMA | DeepFool median L2 | C&W median L2 | "
@@ -198,7 +240,7 @@ def tables(results: dict, matrix: dict | None, curves: dict | None, jsma: dict |
     return "\n".join(out), data
 
 
-def plot(results: dict, curves: dict | None, out_dir: str) -> list[str]:
+def plot(results: dict, curves: dict | None, out_dir: str, dataset: str = "mnist") -> list[str]:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -219,7 +261,11 @@ def plot(results: dict, curves: dict | None, out_dir: str) -> list[str]:
     plt.close(fig)
 
     full = [n for n in DEFENSE_ROWS if n in results]
-    fig, axes = plt.subplots(2, 2, figsize=(10, 7), sharex=True, sharey=True)
+    # The white-box row only where the rows have white-box curves (not after --blackbox).
+    white = any(results[n].get("curves", {}).get(a) for n in full for a in ("fgsm", "rfgsm_gauss"))
+    nrows = 2 if white else 1
+    fig, axes = plt.subplots(nrows, 2, figsize=(10, 3.5 * nrows + 0.5), sharex=True, sharey=True, squeeze=False)
+    black = axes[nrows - 1]
     for col, attack in enumerate(("fgsm", "rfgsm_gauss")):
         for n in full:
             c = results[n].get("curves", {}).get(attack)
@@ -227,38 +273,40 @@ def plot(results: dict, curves: dict | None, out_dir: str) -> list[str]:
                 line, = axes[0, col].plot([p["eps"] for p in c["points"]],
                                           [p["accuracy_on_adversarial"] for p in c["points"]],
                                           marker=MARKERS[DEFENSE_ROWS.index(n)], ms=4, label=n)
-                pgd = results[n].get("curves", {}).get("pgd40")
+                pgd = results[n].get("curves", {}).get(DATASETS[dataset]["pgd_curve"])
                 if attack == "fgsm" and pgd:   # the iterative attack beside the one-step one, same colour
                     axes[0, col].plot([p["eps"] for p in pgd["points"]], [p["accuracy_on_adversarial"] for p in pgd["points"]],
                                       ls="--", color=line.get_color(), marker=MARKERS[DEFENSE_ROWS.index(n)], ms=3)
             if curves is not None and n in curves.get(attack, {}):
                 pts = curves[attack][n]
-                axes[1, col].plot([p["eps"] for p in pts], [p["accuracy_on_adversarial"] for p in pts],
-                                  marker=MARKERS[DEFENSE_ROWS.index(n)], ms=4, label=n)
+                black[col].plot([p["eps"] for p in pts], [p["accuracy_on_adversarial"] for p in pts],
+                                marker=MARKERS[DEFENSE_ROWS.index(n)], ms=4, label=n)
         name = "FGSM" if attack == "fgsm" else "R+FGSM (Gaussian, alpha 0.05)"
-        axes[0, col].set_title(f"white-box {name}" + (" (solid) and PGD-40 (dashed)" if attack == "fgsm" else ""),
-                               fontsize=10)
-        axes[1, col].set_title(f"black-box {name} from {SOURCE}", fontsize=10)
+        pgd_name = DATASETS[dataset]["pgd_curve"].replace("pgd", "PGD-")
+        if white:
+            axes[0, col].set_title(f"white-box {name}" + (f" (solid) and {pgd_name} (dashed)" if attack == "fgsm"
+                                                          else ""), fontsize=10)
+        black[col].set_title(f"black-box {name} from {SOURCE}", fontsize=10)
     for ax in axes.flat:
         ax.grid(alpha=0.3)
         ax.set_ylim(0, 1)
-    for ax in axes[1]:
+    for ax in black:
         ax.set_xlabel("eps")
     for ax in axes[:, 0]:
         ax.set_ylabel("accuracy on adversarial examples")
     axes[0, 0].legend(fontsize=8)
-    fig.suptitle("Fig. 4: defenses on the paper's CNN, MNIST")
+    fig.suptitle(f"{DATASETS[dataset]['fig']}: defenses on the paper's CNN, {DATASETS[dataset]['name']}")
     fig.tight_layout()
-    paths.append(os.path.join(out_dir, "fig4_defenses.png"))
+    paths.append(os.path.join(out_dir, DATASETS[dataset]["fig"].replace(". ", "").lower() + "_defenses.png"))
     fig.savefig(paths[-1], dpi=120)
     plt.close(fig)
     return paths
 
 
-MNIST_TEST = 10000   # test images in MNIST: what num_examples=0 evaluates
+MNIST_TEST = DATASETS["mnist"]["test_size"]   # test images in MNIST: what num_examples=0 evaluates
 
 
-def same_matrix(saved: dict, runs: list, spec: dict, n_eval: int) -> bool:
+def same_matrix(saved: dict, runs: list, spec: dict, n_eval: int, test_size: int = MNIST_TEST) -> bool:
     """Whether a saved transfer matrix was crafted on ``runs`` with ``spec`` over ``n_eval`` test images (0:
     all), so that a re-run with another --eval or JSMA setting computes it again instead of mixing budgets."""
     from robustjax import attacks
@@ -268,13 +316,15 @@ def same_matrix(saved: dict, runs: list, spec: dict, n_eval: int) -> bool:
     if saved.get("attack") != attacks.resolve(dict(spec), where="jsma").spec:
         return False
     n = saved.get("num_examples")
-    return n == (min(n_eval, MNIST_TEST) if n_eval else MNIST_TEST)
+    return n == (min(n_eval, test_size) if n_eval else test_size)
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--npz", default="", help="MNIST as an npz (else the config's tfds source)")
-    p.add_argument("--out", default="runs/zbr_mnist")
+    p.add_argument("--dataset", choices=sorted(DATASETS), default="mnist",
+                   help="cifar10: configs/gda_brelu_cifar10.py, the paper's Table 5 and Fig. 5")
+    p.add_argument("--npz", default="", help="the dataset as an npz (else the config's tfds source)")
+    p.add_argument("--out", default=None, help="default runs/zbr_<dataset>")
     p.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS))
     p.add_argument("--paper", action="store_true", help="the config's own settings, no budget overrides")
     p.add_argument("--train", type=int, default=10000)
@@ -285,8 +335,13 @@ def main():
     p.add_argument("--no_jsma", action="store_true", help="leave JSMA out of the rows' own evaluation")
     p.add_argument("--jsma_matrix", action="store_true",
                    help="add JSMA afterwards: crafted on the source and on each defense row (transfer matrix)")
+    p.add_argument("--blackbox", action="store_true",
+                   help="defense rows: only the black-box transfers and AutoAttack (blackbox_eval)")
     p.add_argument("--print", action="store_true", help="print the main.py commands, run nothing")
     a = p.parse_args()
+    a.out = a.out or f"runs/zbr_{a.dataset}"
+    ds = DATASETS[a.dataset]
+    config_name = ds["config"]
     rows = sorted(a.rows, key=list(ROWS).index)
     if any(ROWS[n][1] == "full" for n in rows) and SOURCE not in rows and not os.path.exists(
             os.path.join(a.out, SOURCE, "results.json")):
@@ -295,12 +350,13 @@ def main():
     plan = []
     for name in rows:
         arg = config_arg(name, a)
-        config = load_config(CONFIG, arg)
-        note = light_eval(config) if ROWS[name][1] == "arch" else None
+        config = load_config(config_name, arg)
+        note = (light_eval(config) if ROWS[name][1] == "arch"
+                else blackbox_eval(config, ds["strong"]) if a.blackbox else None)
         o = overrides(a, config)
         workdir = os.path.join(a.out, name)
         plan.append((name, config, workdir))
-        print(runs_lib.main_command(CONFIG, arg, o, workdir)
+        print(runs_lib.main_command(config_name, arg, o, workdir)
               + (f"  # plus {json.dumps(note)}" if note else ""), flush=True)
     if a.print:
         return
@@ -312,7 +368,7 @@ def main():
     full = [n for n, _, _ in plan if ROWS[n][1] == "full"]
     if full:
         compare.write([compare.load_run(w) for n, _, w in plan if n in full], os.path.join(a.out, "compare"),
-                      eps=[0.1, 0.3])
+                      eps=ds["report_eps"])
     arch = [n for n in ARCH_ROWS if n in results]
     n_eval = 0 if a.paper else a.eval
     matrix = (transfer.transfer_matrix([os.path.join(a.out, n) for n in arch],
@@ -320,28 +376,28 @@ def main():
               if len(arch) > 1 else None)
     curves = None
     if full:
-        grid = [e for e in plan[[n for n, _, _ in plan].index(full[0])][1].eval.curves["fgsm"]["eps_grid"] if e > 0]
+        grid = [e for e in load_config(config_name, ROWS["cnn"][0]).eval.curves["fgsm"]["eps_grid"] if e > 0]
         curves = {k: transfer.transfer_curves(os.path.join(a.out, SOURCE), [os.path.join(a.out, n) for n in full],
                                               spec, grid, num_examples=n_eval)
                   for k, spec in BLACKBOX_CURVES.items()}
         curves = {k: dict(zip(full, v["curves"])) for k, v in curves.items()}
     jsma = None
     if a.jsma_matrix and full:
-        spec = dict(load_config(CONFIG, ROWS["cnn"][0]).eval.attacks["jsma"])
+        spec = dict(load_config(config_name, ROWS["cnn"][0] + ",jsma=True").eval.attacks["jsma"])
         path = os.path.join(a.out, "jsma_matrix.json")
         runs = [os.path.join(a.out, n) for n in [SOURCE] + full]
         saved = json.load(open(path)) if os.path.exists(path) else {}
-        if same_matrix(saved, runs, spec, n_eval):
+        if same_matrix(saved, runs, spec, n_eval, ds["test_size"]):
             jsma = saved                          # computed already for these rows, this attack and budget
         else:
             jsma = transfer.transfer_matrix(runs, spec, num_examples=n_eval)
             with open(path, "w") as f:
                 json.dump(jsma, f, indent=1)
-    md, data = tables(results, matrix, curves, jsma)
+    md, data = tables(results, matrix, curves, jsma, a.dataset)
     open(os.path.join(a.out, "tables.md"), "w").write(md + "\n")
     with open(os.path.join(a.out, "tables.json"), "w") as f:
         json.dump(data, f, indent=1)
-    for path in plot(results, curves, a.out):
+    for path in plot(results, curves, a.out, a.dataset):
         print("wrote", path)
     print(md)
 

@@ -171,6 +171,41 @@ def test_tables_script_gives_every_row_the_same_budget_and_the_resnet_as_black_b
     assert "jsma" not in bench.load_config(bench.CONFIG, bench.config_arg("gda_brelu", A)).eval.attacks
 
 
+def test_tables_script_on_cifar10_blackbox_keeps_table5s_transfers_and_autoattack(tmp_path):
+    """gda_brelu_mnist.py --dataset cifar10 --blackbox: each defense row validates on the CIFAR-10 config with
+    only the paper's Table 5 transfers (crafted on the ResNet row) and AutoAttack at 0.05, chunked; the
+    tables name Table 5 and the CIFAR-10 radii."""
+    from robustjax.config import validate
+
+    bench = _bench()
+    ds = bench.DATASETS["cifar10"]
+
+    class A:
+        npz, paper, train, epochs, eval, cw_search, cw_steps, no_jsma = "x.npz", False, 1000, 2.0, 64, 3, 20, False
+        out, dataset = str(tmp_path), "cifar10"
+
+    source = tmp_path / bench.SOURCE
+    (source / "checkpoints").mkdir(parents=True)
+    (source / "config.json").write_text("{}")
+    for name in bench.DEFENSE_ROWS:
+        c = bench.load_config(ds["config"], bench.config_arg(name, A))
+        bench.blackbox_eval(c, ds["strong"])
+        bench.overrides(A, c)
+        validate(c)
+        assert c.data.name == "cifar10" and (c.data.train_size, c.eval.num_examples) == (1000, 64), name
+        assert list(c.eval.attacks) == ["aa_0p05"] and c.eval.attacks.aa_0p05.chunk_size == 32, name
+        assert c.eval.attacks.aa_0p05.eps == 0.05 and not c.eval.curves and not c.eval.diagnostics.enabled
+        assert {m.metric for m in c.eval.metrics.values()} == {"transfer"}, name
+        assert len(c.eval.metrics) == 4 and all(m.source == str(source) for m in c.eval.metrics.values()), name
+        assert c.eval.metrics.transfer_cw_l2_k2p3.attack.num_steps == 20
+    cnn = {"clean_accuracy": 0.4, "attacks": {"aa_0p05": {"robust_accuracy": 0.01}},
+           "metrics": {"transfer_fgsm_0p1": {"value": 0.3}}}
+    md, _ = bench.tables({"cnn": cnn}, None, None, None, "cifar10")
+    assert "**Table 5.**" in md and "| cnn | 30.00 |" in md
+    strong = next(line for line in md.splitlines() if line.startswith("| cnn | 0.400 |"))
+    assert strong.startswith("| cnn | 0.400 | - | - | - | - | - | 0.010 | - | - |")   # AutoAttack 0.05, 6th
+
+
 def test_tables_script_reads_each_table_from_the_results():
     bench = _bench()
     cnn = {"clean_accuracy": 0.99, "diagnostics": {"warnings": ["w1", "w2"]},
