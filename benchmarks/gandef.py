@@ -18,7 +18,8 @@ config file or defense does not exist yet is skipped with a message saying so), 
 (for Fig. 2 only; ``--no_v1`` drops it), and GanDef-Comb: the GanDef run's state with D deployed as the
 detector (nothing is trained for it). ``--rows standard,pgd_at`` keeps only the named trained rows besides
 GanDef (the issue's CIFAR-10 table is GanDef and Comb beside pure PGD); a row left out can be added later
-on the same ``--out``, as V1 can.
+on the same ``--out``, as V1 can. ``--gamma`` sets GanDef's trade-off (V2 and V1; the config's 2.0 by
+default); a finished GanDef row trained at another gamma is refused, so each gamma needs its own ``--out``.
 
 One shared setting for every row, so the rows differ only in their defense: the data, the classifier
 (``configs/gandef_<dataset>.py``'s model; ``--width`` shrinks it for a CPU), the batch (128), the number
@@ -146,6 +147,8 @@ def row_defenses(a) -> tuple[dict, list[str]]:
     attack, ramp = shared_attack(a), float(a.ramp)
     gd = base(a).defense.to_dict()
     gd.update(attack=attack, eps_ramp_epochs=ramp, comb=False)
+    if getattr(a, "gamma", None) is not None:
+        gd["gamma"] = float(a.gamma)
     rows = {"standard": {"name": "standard"},
             "pgd_at": {"name": "pgd_at", "attack": attack, "eps_ramp_epochs": ramp}}
     skipped = []
@@ -344,6 +347,12 @@ def run_row(a, out: str, row: str, section: dict, size: dict):
 
     workdir = os.path.join(out, row)
     path = os.path.join(workdir, "results.json")
+    if os.path.exists(path) and "gamma" in section:   # a GanDef row trained at another gamma is not this row
+        trained = json.load(open(os.path.join(workdir, "config.json")))["defense"].get("gamma")
+        if trained != section["gamma"]:
+            raise SystemExit(f"{workdir} was trained with gamma {trained}, not {section['gamma']}: give this "
+                             "--gamma another --out (copy the other rows' directories and plan.json there to "
+                             "reuse them)")
     c = row_config(a, row, section)
     c.data.train_size = size["train_size"]
     spe = data_lib.steps_per_epoch(data_lib.load(c.data)[0], c.data.batch_size)
@@ -564,6 +573,8 @@ def main():
     p.add_argument("--width", type=float, default=1.0, help="the classifier's width multiplier")
     p.add_argument("--lr", type=float, default=1e-3, help="Adam for every classifier")
     p.add_argument("--d_lr", type=float, default=1e-2, help="Adam for GanDef's discriminator")
+    p.add_argument("--gamma", type=float, default=None,
+                   help="GanDef's gamma (default: configs/gandef_<dataset>.py's, 2.0); the other rows ignore it")
     p.add_argument("--train_pgd_steps", type=int, default=0, help="0: the paper's (40 MNIST, 7 CIFAR-10)")
     p.add_argument("--ramp", type=float, default=None, help="eps curriculum epochs (default: 2 MNIST, 0 CIFAR)")
     p.add_argument("--eval", type=int, default=1000)

@@ -466,6 +466,29 @@ def test_benchmark_rows_selects_the_trained_rows_and_always_keeps_gandef():
         bench.row_defenses(a)
 
 
+def test_benchmark_gamma_sets_gandefs_rows_and_refuses_a_row_trained_at_another(tmp_path):
+    """benchmarks/gandef.py --gamma: the GanDef rows (V2 and V1) take it, the baselines do not have it; a
+    finished GanDef row trained at another gamma is refused instead of being reported under the new one."""
+    import argparse
+    import json
+
+    from benchmarks import gandef as bench
+
+    a = argparse.Namespace(dataset="cifar10", train_pgd_steps=0, ramp=0.0, batch=128, width=0.25, epochs=1.0,
+                           lr=1e-3, eval=8, tiny=False, npz="x.npz", no_v1=False, rows="pgd_at", gamma=0.5,
+                           mix_pgd_config="mix_pgd_cifar10", logit_pairing_config="logit_pairing_cifar10")
+    rows, _ = bench.row_defenses(a)
+    assert rows["gandef"]["gamma"] == 0.5 and "gamma" not in rows["pgd_at"]
+    a.gamma = None
+    assert bench.row_defenses(a)[0]["gandef"]["gamma"] == 2.0            # the config's
+    done = tmp_path / "gandef"
+    done.mkdir()
+    (done / "results.json").write_text("{}")
+    (done / "config.json").write_text(json.dumps({"defense": {"name": "gandef", "gamma": 2.0}}))
+    with pytest.raises(SystemExit, match=r"trained with gamma 2\.0, not 0\.5.*another --out"):
+        bench.run_row(a, str(tmp_path), "gandef", {**rows["gandef"], "gamma": 0.5}, {"train_size": 128})
+
+
 def test_benchmark_convergence_feeds_images_as_the_suite_does(monkeypatch):
     """benchmarks/gandef.py's Fig. 2 once fed the stored uint8 pixels (0-255) to the classifier, which put a
     logit-pairing model at 47% where the suite measured 97%. A classifier that is right only on inputs in
