@@ -3,13 +3,16 @@ convolution of the benchmark models under XLA's default (YNNPACK) and robustjax'
 
     python benchmarks/train_parts.py                 # both models, 15 interleaved rounds
     python benchmarks/train_parts.py --models lenet --repeats 7
+    python benchmarks/train_parts.py --wgrad         # the weight gradient written five ways (part 3)
 
 Part 1, per model (batch 128, random inputs, fresh weights; ``robustjax.xla.jit``): the forward pass, the
 input gradient, ``value_and_grad`` of the mean cross-entropy with respect to the params, and a whole Adam
 step; PyTorch's twin (``common.py``) does forward (no grad), forward + backward, and forward + backward +
 ``Adam.step``. Part 2: every convolution shape of the two models alone, forward, weight gradient and input
 gradient, under plain ``jax.jit`` (XLA:CPU's default: YNNPACK) and ``robustjax.xla.jit`` (XLA's own
-emitter). Medians of ``--repeats`` interleaved rounds after one compile call (ms). A diagnostic for
+emitter). Part 3 (``--wgrad``, alone): each convolution's weight gradient written in the forms a model's
+custom VJP could use instead of XLA's (:func:`wgrad_forms`), beside its forward. Medians of ``--repeats``
+interleaved rounds after one compile call (ms). A diagnostic for
 ``docs/attack_speed_notes.md``; ``benchmarks/train.py`` is the speed table.
 """
 
@@ -118,13 +121,70 @@ def conv_parts(shapes, repeats: int) -> list[list]:
     return rows
 
 
+def wgrad_forms(shapes, repeats: int) -> tuple[list[list], list[str]]:
+    """A convolution's weight gradient written four ways besides XLA's own, against its forward.
+
+    XLA computes the weight gradient of an NHWC convolution as another convolution, over the activations
+    transposed to [C, H, W, B] and the cotangent transposed to [H, W, B, C], with a kernel as large as the
+    image and the kernel's window as its output; these forms are what JAX code could write instead (a custom VJP):
+    the batch split in 2 or 4 parts whose gradients are summed (independent convolutions that XLA:CPU can
+    run on both cores at once), one ``einsum`` contraction over batch and space per kernel tap, and im2col
+    (``conv_general_dilated_patches``) followed by one contraction. All under ``robustjax.xla.jit``.
+    """
+    dn = ("NHWC", "HWIO", "NHWC")
+
+    def conv(x, w):
+        return jax.lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=dn)
+
+    def xla_vjp(x, w, ct):
+        return jax.vjp(lambda v: conv(x, v), w)[1](ct)[0]
+
+    def split(n):
+        def f(x, w, ct):
+            return sum(xla_vjp(a, w, b) for a, b in zip(jax.numpy.split(x, n), jax.numpy.split(ct, n)))
+        return f
+
+    def shifted(x, w, ct):
+        kh, kw = w.shape[:2]
+        h, wd = x.shape[1:3]
+        xp = jax.numpy.pad(x, ((0, 0), (kh // 2, kh // 2), (kw // 2, kw // 2), (0, 0)))
+        taps = [jax.numpy.einsum("bhwc,bhwd->cd", xp[:, i:i + h, j:j + wd], ct) for i in range(kh) for j in range(kw)]
+        return jax.numpy.stack(taps).reshape(w.shape)
+
+    def im2col(x, w, ct):
+        kh, kw, ci, co = w.shape
+        patches = jax.lax.conv_general_dilated_patches(x, (kh, kw), (1, 1), "SAME", dimension_numbers=dn)
+        return jax.numpy.einsum("bhwp,bhwd->pd", patches, ct).reshape(ci, kh, kw, co).transpose(1, 2, 0, 3)
+
+    forms = {"forward": lambda x, w, ct: conv(x, w), "XLA's weight gradient": xla_vjp, "batch split in 2": split(2),
+             "batch split in 4": split(4), "one einsum per tap": shifted, "im2col + einsum": im2col}
+    rows = []
+    for label, xs, ws in shapes:
+        x = jax.random.normal(jax.random.key(0), (BATCH, *xs))
+        w = jax.random.normal(jax.random.key(1), ws)
+        ct = jax.random.normal(jax.random.key(2), (BATCH, *xs[:2], ws[3]))
+        fns = {k: xla.jit(f) for k, f in forms.items()}
+        ref = fns["XLA's weight gradient"](x, w, ct)
+        err = {k: float(jax.numpy.max(jax.numpy.abs(f(x, w, ct) - ref)) / jax.numpy.max(jax.numpy.abs(ref)))
+               for k, f in fns.items() if k != "forward"}
+        ms = interleaved_ms({k: (lambda f=f: jax.block_until_ready(f(x, w, ct))) for k, f in fns.items()}, repeats)
+        rows.append([label] + [f"{ms[k]:.1f}" for k in forms] + [f"{max(err.values()):.0e}"])
+    return rows, list(forms)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", default="lenet,cifar_cnn")
     p.add_argument("--repeats", type=int, default=15)
+    p.add_argument("--wgrad", action="store_true", help="only part 3: the weight gradient's forms")
     args = p.parse_args(argv)
     names = [m for m in args.models.split(",") if m]
     print(f"load at the start: {common.loadavg()}; CPU: {common.cpu_model()}")
+    if args.wgrad:
+        rows, forms = wgrad_forms([c for name in names for c in CONVS[name]], args.repeats)
+        print(common.md_table(["convolution (batch 128), ms"] + forms + ["max rel. error"], rows))
+        print(f"\nload at the end: {common.loadavg()}")
+        return
     for name in names:
         ms = step_parts(name, args.repeats)
         print(common.md_table([f"{name} (ms)", "median"], [[k, f"{v:.2f}"] for k, v in ms.items()]))
