@@ -24,6 +24,9 @@ Chosen here (the paper does not say), each a config field:
 - D (``defense.d_hidden``): Dense(32)-ReLU-Dense(64)-ReLU-Dense(1) on the 10 logits (the logit
   discriminator of the authors' later public code, zero-knowledge GanDef).
 - D steps per C step (``defense.d_steps``): 1; gamma (``defense.gamma``): 2.0 (both from that code).
+  Measured: at a CPU budget (allCNN at width 0.25, 8 epochs of the 10k subset) gamma 2 collapsed the
+  classifier to input-independent logits (chance accuracy, D at 0.5) and gamma 0.5 trained
+  (docs/results.md, GanDef on the CIFAR-10 subset); lower ``gamma`` first if a run stays at chance.
 - Optimizers: Adam 1e-4 for C with weight decay 1e-3 (added to the gradient: an L2 penalty, as that
   code's CIFAR-10 run), Adam 1e-3 for D; batch 128; 200 epochs (that code ran 350 epochs without PGD;
   200 is about Madry et al.'s CIFAR-10 budget of 80k steps of 128). No data augmentation.
