@@ -147,7 +147,7 @@ def row_defenses(a) -> tuple[dict, list[str]]:
     attack, ramp = shared_attack(a), float(a.ramp)
     gd = base(a).defense.to_dict()
     gd.update(attack=attack, eps_ramp_epochs=ramp, comb=False)
-    if getattr(a, "gamma", None) is not None:
+    if a.gamma is not None:
         gd["gamma"] = float(a.gamma)
     rows = {"standard": {"name": "standard"},
             "pgd_at": {"name": "pgd_at", "attack": attack, "eps_ramp_epochs": ramp}}

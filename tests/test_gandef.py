@@ -453,7 +453,7 @@ def test_benchmark_rows_selects_the_trained_rows_and_always_keeps_gandef():
     from benchmarks import gandef as bench
 
     a = argparse.Namespace(dataset="cifar10", train_pgd_steps=0, ramp=0.0, batch=128, width=0.25, epochs=1.0,
-                           lr=1e-3, eval=8, tiny=False, npz="x.npz", no_v1=False, rows="pgd_at",
+                           lr=1e-3, eval=8, tiny=False, npz="x.npz", no_v1=False, rows="pgd_at", gamma=None,
                            mix_pgd_config="mix_pgd_cifar10", logit_pairing_config="logit_pairing_cifar10")
     rows, skipped = bench.row_defenses(a)
     assert list(rows) == ["pgd_at", "gandef"]

@@ -143,7 +143,7 @@ def test_tables_script_gives_every_row_the_same_budget_and_the_resnet_as_black_b
 
     class A:  # the parsed arguments config_arg() and overrides() read
         npz, paper, train, epochs, eval, cw_search, cw_steps, no_jsma = "x.npz", False, 1000, 2.0, 64, 3, 20, False
-        out = str(tmp_path)
+        out, dataset = str(tmp_path), "mnist"
 
     source = tmp_path / bench.SOURCE   # what validation asks of a transfer source: a run directory
     (source / "checkpoints").mkdir(parents=True)
